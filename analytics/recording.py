@@ -1,0 +1,64 @@
+"""Writing the request log."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponseBase
+
+from analytics.models import RequestLog
+from project.http import client_ip
+
+logger = logging.getLogger(__name__)
+
+_USAGE_ATTR = "_usage_note"
+
+
+def note_usage(request: HttpRequest, *, model: str = "", rows: int = 0) -> None:
+    """Let a view say what a request used, for its request-log row."""
+    django_request = getattr(request, "_request", request)  # a DRF Request, or Django's own
+    setattr(django_request, _USAGE_ATTR, {"model": model, "rows": rows})
+
+
+def _content_length(request: HttpRequest) -> int:
+    try:
+        return max(int(request.META.get("CONTENT_LENGTH") or 0), 0)
+    except ValueError:
+        return 0
+
+
+def request_log_create(
+    *, request: HttpRequest, response: HttpResponseBase, request_id: uuid.UUID, started_at: datetime, latency_ms: float
+) -> RequestLog | None:
+    """Record one finished request. A failure to record is logged, never raised."""
+    # Only an API authentication class sets auth_method; the session user of a browser that
+    # is also logged in to the admin is not who made an API call.
+    auth_method = request.__dict__.get("auth_method", "")
+    user = request.__dict__.get("user") if auth_method else None
+    match = request.resolver_match
+    usage = request.__dict__.get(_USAGE_ATTR, {})
+    try:
+        return RequestLog.objects.create(
+            request_id=request_id,
+            created_at=started_at,
+            method=request.method[:10],
+            path=request.path[:255],
+            endpoint=(match.view_name if match else "")[:100],
+            status=response.status_code,
+            error_code=getattr(response, "error_code", "")[:50],
+            latency_ms=latency_ms,
+            user=user if user is not None and user.is_authenticated else None,
+            auth_method=auth_method,
+            client_ip=client_ip(request) or None,
+            user_agent=request.META.get("HTTP_USER_AGENT", "")[:256],
+            request_bytes=_content_length(request),
+            response_bytes=0 if response.streaming else len(response.content),
+            model=usage.get("model", "")[:100],
+            rows=usage.get("rows", 0),
+        )
+    except DatabaseError:
+        logger.exception("could not record request %s %s", request.method, request.path)
+        return None

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from inference.models import ModelVersion, Prediction
+from inference.services import model_activate
+from project.admin_tools import ReadOnlyAdmin
+
+
+class ModelNameFilter(admin.SimpleListFilter):
+    """Model names from the small registry table, not a DISTINCT over millions of predictions."""
+
+    title = "model"
+    parameter_name = "model"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        names = ModelVersion.objects.order_by("name").values_list("name", flat=True).distinct()
+        return [(name, name) for name in names]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(model_name=self.value()) if self.value() else queryset
+
+
+class VersionFilter(admin.SimpleListFilter):
+    title = "version"
+    parameter_name = "version"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        versions = ModelVersion.objects.order_by("version").values_list("version", flat=True).distinct()
+        return [(str(v), f"v{v}") for v in versions]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        return queryset.filter(version=int(value)) if value and value.isdigit() else queryset
+
+
+@admin.register(Prediction)
+class PredictionAdmin(ReadOnlyAdmin):
+    list_display = ("id", "created_at", "user", "model_name", "version", "n_rows", "latency_ms")
+    list_filter = (ModelNameFilter, VersionFilter, ("created_at", admin.DateFieldListFilter), "user")
+    search_fields = ("=id", "=user__username", "=model_name")
+    list_select_related = ("user",)
+    ordering = ("-created_at", "-id")
+    readonly_fields = [f.name for f in Prediction._meta.fields]
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    """Registering is done with `manage.py register_model` (a trusted operator's action);
+    here staff can see versions and switch the active one."""
+
+    list_display = ("name", "version", "task", "is_active", "n_features", "registered_at", "registered_by")
+    list_filter = ("name", "task", "is_active")
+    search_fields = ("name",)
+    readonly_fields = [f.name for f in ModelVersion._meta.fields]
+    actions = ["activate"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.action(description="Make the selected version active")
+    def activate(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
+        for version in queryset:
+            model_activate(name=version.name, version=version.version)
+            self.message_user(request, f"{version} is now active", messages.SUCCESS)

@@ -1,0 +1,30 @@
+from pathlib import Path
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from inference.services import RegistrationError, model_register
+
+
+class Command(BaseCommand):
+    help = (
+        "Register a joblib file as the next version of NAME. Only register files you trust: "
+        "loading a joblib file runs code."
+    )
+
+    def add_arguments(self, parser: object) -> None:
+        parser.add_argument("name")
+        parser.add_argument("path", type=Path)
+        parser.add_argument("--activate", action="store_true", help="Make it the active version.")
+        parser.add_argument("--feature-names", help="Comma-separated feature names, in column order.")
+
+    def handle(
+        self, *args: object, name: str, path: Path, activate: bool, feature_names: str | None, **o: object
+    ) -> None:
+        names = [n.strip() for n in feature_names.split(",")] if feature_names else None
+        try:
+            version = model_register(name=name, source=path, activate=activate, feature_names=names)
+        except (RegistrationError, ValidationError) as exc:
+            raise CommandError(str(exc)) from exc
+        state = "active" if version.is_active else "not active"
+        self.stdout.write(f"registered {version} ({version.task}, {version.n_features} features, {state})")

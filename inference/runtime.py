@@ -1,0 +1,115 @@
+"""The model runtime: joblib files in, predictions out.
+
+A model file is read, its SHA-256 checked against the registry, and only then unpickled —
+from the very bytes that were checked, so the file cannot change in between. Each version is
+loaded once per process and kept; which version is active is read from the registry on every
+request, so switching versions reaches every worker on its next request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+from django.conf import settings
+
+from project.errors import ModelUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+def model_path(relative: str) -> Path:
+    return Path(settings.MODEL_DIR) / relative
+
+
+@dataclass(frozen=True)
+class PredictionResult:
+    predictions: list[Any]
+    probabilities: list[dict[str, float]] | None
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    estimator: Any
+    classes: list[Any] | None
+
+    def predict(self, rows: np.ndarray) -> PredictionResult:
+        predictions = self.estimator.predict(rows).tolist()
+        probabilities = None
+        if self.classes is not None and hasattr(self.estimator, "predict_proba"):
+            keys = [str(label) for label in self.classes]
+            matrix = self.estimator.predict_proba(rows).tolist()
+            probabilities = [dict(zip(keys, row, strict=True)) for row in matrix]
+        return PredictionResult(predictions=predictions, probabilities=probabilities)
+
+
+@dataclass(frozen=True)
+class _CacheKey:
+    pk: int
+    sha256: str
+
+
+_loaded: dict[_CacheKey, LoadedModel] = {}
+_lock = threading.Lock()
+
+
+def load(*, pk: int, file: str, sha256: str, classes: list[Any] | None) -> LoadedModel:
+    """The model of one registry row, loaded on first use and kept for the process's life."""
+    key = _CacheKey(pk, sha256)
+    model = _loaded.get(key)
+    if model is not None:
+        return model
+    with _lock:  # one thread loads; the others wait for it instead of loading again
+        model = _loaded.get(key)
+        if model is None:
+            model = _load_verified(model_path(file), sha256, classes)
+            _loaded[key] = model
+    return model
+
+
+def _load_verified(path: Path, sha256: str, classes: list[Any] | None) -> LoadedModel:
+    started = time.perf_counter()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        logger.error("model file %s cannot be read: %s", path, exc.strerror)
+        raise ModelUnavailable(f"The model file {path.name} is missing or unreadable.") from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256:
+        logger.error("model file %s failed its checksum: expected %s, found %s; refusing to load", path, sha256, actual)
+        raise ModelUnavailable(
+            f"The model file {path.name} does not match its registered SHA-256 checksum; refusing to load it.",
+            details={"expected_sha256": sha256, "actual_sha256": actual},
+        )
+    estimator = joblib.load(io.BytesIO(data))
+    logger.info("loaded model %s in %.1f ms", path, (time.perf_counter() - started) * 1000)
+    return LoadedModel(estimator=estimator, classes=classes)
+
+
+def forget_loaded_models() -> None:
+    """Drop every loaded model (tests, and operators re-verifying files)."""
+    with _lock:
+        _loaded.clear()
+
+
+def describe_estimator(estimator: Any) -> dict[str, Any]:
+    """What the registry records of an estimator: task, feature count and names, classes."""
+    n_features = getattr(estimator, "n_features_in_", None)
+    if n_features is None:
+        raise ValueError("the estimator is not fitted (it has no n_features_in_)")
+    names = getattr(estimator, "feature_names_in_", None)
+    classes = getattr(estimator, "classes_", None)
+    return {
+        "task": "classification" if classes is not None else "regression",
+        "n_features": int(n_features),
+        "feature_names": [str(n) for n in names] if names is not None else None,
+        "classes": np.asarray(classes).tolist() if classes is not None else None,
+    }

@@ -1,0 +1,70 @@
+"""Reads of the model registry and the prediction history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.contrib.auth.models import AbstractUser
+from django.db.models import QuerySet
+
+from inference.models import ModelVersion, Prediction
+from project.errors import NotFound
+
+_MAX_BIGINT = 2**63 - 1
+
+
+def model_list() -> QuerySet[ModelVersion]:
+    """The active version of every model, by name."""
+    return ModelVersion.objects.filter(is_active=True).order_by("name")
+
+
+def model_versions_by_name(*, names: list[str]) -> dict[str, list[int]]:
+    versions: dict[str, list[int]] = {name: [] for name in names}
+    rows = ModelVersion.objects.filter(name__in=names).order_by("name", "version").values_list("name", "version")
+    for name, version in rows:
+        versions[name].append(version)
+    return versions
+
+
+def model_version_get(*, name: str, version: int | None = None) -> ModelVersion:
+    """The active version of `name`, or the given version; NotFound names what is unknown."""
+    query = ModelVersion.objects.filter(name=name)
+    found = query.filter(version=version).first() if version is not None else query.filter(is_active=True).first()
+    if found is not None:
+        return found
+    if version is not None and query.exists():
+        raise NotFound(f"Model '{name}' has no version {version}.", details={"version": [f"unknown version {version}"]})
+    raise NotFound(f"No model named '{name}'.", details={"model": [f"unknown model '{name}'"]})
+
+
+def prediction_list(
+    *,
+    user: AbstractUser,
+    model: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[Prediction]:
+    """The user's predictions (everyone's for staff), newest first."""
+    query = Prediction.objects.all()
+    if not user.is_staff:
+        query = query.filter(user=user)
+    if model:
+        query = query.filter(model_name=model)
+    if since is not None:
+        query = query.filter(created_at__gte=since)
+    if until is not None:
+        query = query.filter(created_at__lt=until)
+    return query.select_related("user").order_by("-created_at", "-id")
+
+
+def prediction_get(*, user: AbstractUser, pk: int) -> Prediction:
+    """One prediction of the user's own (any, for staff); someone else's is NotFound, not 403."""
+    if not 0 < pk <= _MAX_BIGINT:
+        raise NotFound("No such prediction.")
+    query = Prediction.objects.select_related("user")
+    if not user.is_staff:
+        query = query.filter(user=user)
+    prediction = query.filter(pk=pk).first()
+    if prediction is None:
+        raise NotFound("No such prediction.")
+    return prediction

@@ -1,0 +1,134 @@
+"""Writes: registering models and making predictions."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import joblib
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+
+from inference import runtime
+from inference.features import rows_to_matrix
+from inference.models import ModelVersion, Prediction, model_name_validator
+from inference.selectors import model_version_get
+
+
+class RegistrationError(Exception):
+    """A model file that cannot be registered, with the reason in words."""
+
+
+def model_register(
+    *,
+    name: str,
+    source: Path,
+    registered_by: AbstractUser | None = None,
+    activate: bool = False,
+    feature_names: list[str] | None = None,
+) -> ModelVersion:
+    """Register a trusted joblib file as the next version of `name`.
+
+    The file is copied into MODEL_DIR under its checksum, so the registered bytes can never be
+    changed by editing the original. The first version of a name is always active. Operators
+    only: joblib runs code when it loads, so this must never take a client's upload.
+    """
+    model_name_validator(name)
+    # Read once: the bytes that are described, hashed and stored are the same bytes.
+    try:
+        data = Path(source).read_bytes()
+    except OSError as exc:
+        raise RegistrationError(f"{source}: cannot be read ({exc.strerror})") from exc
+    try:
+        facts = runtime.describe_estimator(joblib.load(io.BytesIO(data)))
+    except Exception as exc:  # unpickling can fail in any number of ways
+        raise RegistrationError(f"{source}: not a fitted scikit-learn model ({exc})") from exc
+    if feature_names is not None:
+        if len(feature_names) != facts["n_features"]:
+            raise RegistrationError(f"{len(feature_names)} feature names given for {facts['n_features']} features")
+        facts["feature_names"] = list(feature_names)
+
+    sha256 = hashlib.sha256(data).hexdigest()
+    relative = f"{name}/{sha256}.joblib"
+    destination = runtime.model_path(relative)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if not destination.exists():
+        partial = destination.with_suffix(".partial")
+        partial.write_bytes(data)
+        partial.replace(destination)  # atomic: a reader never sees half a file
+
+    for _attempt in range(3):  # two registrations of one name at once: the loser retries
+        try:
+            with transaction.atomic():
+                latest = ModelVersion.objects.filter(name=name).aggregate(v=Max("version"))["v"]
+                is_first = latest is None
+                if activate and not is_first:
+                    ModelVersion.objects.filter(name=name, is_active=True).update(is_active=False)
+                return ModelVersion.objects.create(
+                    name=name,
+                    version=(latest or 0) + 1,
+                    file=relative,
+                    sha256=sha256,
+                    is_active=activate or is_first,
+                    registered_by=registered_by,
+                    **facts,
+                )
+        except IntegrityError:
+            continue
+    raise RegistrationError(f"could not register a new version of {name}: concurrent registrations")
+
+
+def model_activate(*, name: str, version: int) -> ModelVersion:
+    """Make `version` the active version of `name`; every worker uses it from its next request."""
+    with transaction.atomic():
+        target = model_version_get(name=name, version=version)
+        ModelVersion.objects.filter(name=name, is_active=True).exclude(pk=target.pk).update(is_active=False)
+        if not target.is_active:
+            target.is_active = True
+            target.save(update_fields=["is_active"])
+    return target
+
+
+def prediction_create(
+    *,
+    user: AbstractUser,
+    model: str | None = None,
+    version: int | None = None,
+    features: list[Any] | dict[str, Any] | None = None,
+    instances: list[Any] | None = None,
+) -> Prediction:
+    """Run a model on one row (`features`) or a batch (`instances`) and store the result.
+
+    The row is committed before this returns, so a 201 always has its prediction stored.
+    """
+    model_version = model_version_get(name=model or settings.DEFAULT_MODEL, version=version)
+    rows = [features] if instances is None else instances
+    matrix = rows_to_matrix(
+        rows,
+        n_features=model_version.n_features,
+        feature_names=model_version.feature_names,
+        field="instances" if instances is not None else "features",
+        single=instances is None,
+    )
+    loaded = runtime.load(
+        pk=model_version.pk, file=model_version.file, sha256=model_version.sha256, classes=model_version.classes
+    )
+    started = time.perf_counter()
+    result = loaded.predict(matrix)
+    latency_ms = (time.perf_counter() - started) * 1000
+    return Prediction.objects.create(
+        user=user,
+        model_version=model_version,
+        model_name=model_version.name,
+        version=model_version.version,
+        n_rows=len(rows),
+        inputs=rows if settings.STORE_PREDICTION_INPUTS else None,
+        outputs=result.predictions,
+        probabilities=result.probabilities,
+        latency_ms=latency_ms,
+    )

@@ -1,0 +1,96 @@
+"""The one error path: every exception, from our code, DRF or Django, in one JSON shape.
+
+`exception_handler` is DRF's EXCEPTION_HANDLER; the views below are Django's handler404 and
+friends, for requests that never reach a DRF view.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from project.errors import AppError, PayloadTooLarge, error_body
+
+logger = logging.getLogger(__name__)
+
+
+# DRF's exception classes answer with their own codes; these names are the contract's.
+_DRF_CODES: dict[type[drf.APIException], str] = {
+    drf.ValidationError: "validation_error",
+    drf.ParseError: "parse_error",
+    drf.NotAuthenticated: "not_authenticated",
+    drf.AuthenticationFailed: "authentication_failed",
+    drf.PermissionDenied: "permission_denied",
+    drf.NotFound: "not_found",
+    drf.MethodNotAllowed: "method_not_allowed",
+    drf.NotAcceptable: "not_acceptable",
+    drf.UnsupportedMediaType: "unsupported_media_type",
+    drf.Throttled: "rate_limited",
+}
+
+
+def _from_drf(exc: drf.APIException) -> tuple[int, str, str, dict[str, Any]]:
+    code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
+    if isinstance(exc, drf.ValidationError):
+        detail = exc.detail
+        details = detail if isinstance(detail, dict) else {"non_field_errors": detail}
+        return exc.status_code, code, "Invalid input.", details
+    return exc.status_code, code, str(exc.detail), {}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """DRF's EXCEPTION_HANDLER: every exception raised in a DRF view ends here."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, AppError):
+        status, code, message, details = exc.status_code, exc.code, exc.message, exc.details
+    elif isinstance(exc, Http404):
+        status, code, message, details = 404, "not_found", "Not found.", {}
+    elif isinstance(exc, PermissionDenied):
+        status, code, message, details = 403, "permission_denied", "You do not have permission to do this.", {}
+    elif isinstance(exc, RequestDataTooBig):
+        status, code, message, details = 413, PayloadTooLarge.code, PayloadTooLarge.default_message, {}
+    elif isinstance(exc, drf.APIException):
+        status, code, message, details = _from_drf(exc)
+        if auth_header := getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = auth_header
+        if wait := getattr(exc, "wait", None):
+            headers["Retry-After"] = str(int(wait))
+    else:
+        # A bug: log it with its traceback, answer without one.
+        logger.exception("unhandled error in %s", context.get("view").__class__.__name__)
+        status, code, message, details = 500, "internal_error", "Internal server error.", {}
+
+    set_rollback()
+    response = Response(error_body(code, message, details), status=status, headers=headers)
+    response.error_code = code  # read by the request log
+    return response
+
+
+def json_error(request: HttpRequest, status: int, code: str, message: str) -> JsonResponse:
+    response = JsonResponse(error_body(code, message), status=status)
+    response.error_code = code
+    return response
+
+
+def not_found_view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """handler404: unknown paths answer in the error shape, not an HTML page."""
+    return json_error(request, 404, "not_found", "Not found.")
+
+
+def server_error_view(request: HttpRequest) -> JsonResponse:
+    """handler500: the last resort for errors outside DRF views."""
+    return json_error(request, 500, "internal_error", "Internal server error.")
+
+
+def bad_request_view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return json_error(request, 400, "bad_request", "Bad request.")
+
+
+def permission_denied_view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    return json_error(request, 403, "permission_denied", "You do not have permission to do this.")

@@ -1,0 +1,57 @@
+"""The application's errors: one small hierarchy, each with a status and a stable code.
+
+`project.error_handlers` turns these, DRF's and Django's exceptions into the one error shape
+of the API contract:
+
+    {"error": {"code": "...", "message": "...", "details": {...}}}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AppError(Exception):
+    """Base of the application's errors: a status, a stable code and a message."""
+
+    status_code = 500
+    code = "internal_error"
+    default_message = "Internal server error."
+
+    def __init__(self, message: str | None = None, *, details: dict[str, Any] | None = None) -> None:
+        self.message = message or self.default_message
+        self.details = details or {}
+        super().__init__(self.message)
+
+
+class InvalidInput(AppError):
+    status_code = 400
+    code = "validation_error"
+    default_message = "Invalid input."
+
+
+class NotFound(AppError):
+    status_code = 404
+    code = "not_found"
+    default_message = "Not found."
+
+
+class PayloadTooLarge(AppError):
+    status_code = 413
+    code = "payload_too_large"
+    default_message = "Request is larger than this service accepts."
+
+
+class ServiceUnavailable(AppError):
+    status_code = 503
+    code = "service_unavailable"
+    default_message = "Service unavailable."
+
+
+class ModelUnavailable(ServiceUnavailable):
+    code = "model_unavailable"
+    default_message = "The model cannot be loaded."
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}

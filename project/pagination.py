@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.exceptions import NotFound
+from rest_framework.pagination import CursorPagination, PageNumberPagination
+from rest_framework.request import Request
+
+from project.errors import InvalidInput
+
+
+class NewestFirstPagination(CursorPagination):
+    """Cursor pages, newest first: no COUNT(*) and stable under inserts, at any table size."""
+
+    ordering = ("-created_at", "-id")
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+    def decode_cursor(self, request: Request) -> Any:
+        try:
+            return super().decode_cursor(request)
+        except NotFound:  # DRF answers a mangled cursor with 404; it is bad input
+            raise InvalidInput("Invalid cursor.", details={"cursor": ["Invalid cursor."]}) from None
+
+
+class NumberedPagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> Any:
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except NotFound:
+            raise InvalidInput("Invalid page.", details={"page": ["Invalid page."]}) from None

@@ -1,0 +1,11 @@
+"""Development: starts with no configuration at all (SQLite, local-memory cache)."""
+
+from .base import *  # noqa: F403
+from .base import BASE_DIR, SECRET_KEY, env
+
+DEBUG = env.bool("DJANGO_DEBUG", default=True)
+# A throwaway key so `make run` needs nothing; production refuses to start without one.
+SECRET_KEY = SECRET_KEY or "dev-only-insecure-key-not-for-production"
+
+# The embedded SQLite file and the model store live here; make sure it exists.
+(BASE_DIR / "var").mkdir(exist_ok=True)
