@@ -9,3 +9,7 @@ SECRET_KEY = SECRET_KEY or "dev-only-insecure-key-not-for-production"
 
 # The embedded SQLite file and the model store live here; make sure it exists.
 (BASE_DIR / "var").mkdir(exist_ok=True)
+
+# Static files straight from the apps (no collectstatic step); production collects them.
+STATIC_ROOT = None
+WHITENOISE_USE_FINDERS = True

@@ -26,3 +26,7 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+# Static files straight from the apps (no collectstatic step); production collects them.
+STATIC_ROOT = None
+WHITENOISE_USE_FINDERS = True

@@ -1,0 +1,130 @@
+"""The model registry: registering, activating, checksums, loading once."""
+
+import io
+from pathlib import Path
+
+import joblib
+import pytest
+from django.core.management import CommandError, call_command
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from inference import runtime
+from inference.models import ModelVersion
+from inference.runtime import model_path
+from tests.inference.helpers import IRIS_ROW, register_tree
+
+PREDICTIONS = "/api/v1/predictions/"
+
+
+@pytest.fixture
+def iris_file(tmp_path) -> Path:
+    data = load_iris()
+    path = tmp_path / "my-iris.joblib"
+    joblib.dump(LogisticRegression(max_iter=500, C=0.01).fit(data.data, data.target), path)
+    return path
+
+
+def run(*args) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_register_model_adds_the_next_version_with_its_facts(iris_file, db):
+    output = run("register_model", "iris", str(iris_file))
+    assert "iris v2" in output
+    version = ModelVersion.objects.get(name="iris", version=2)
+    assert not version.is_active  # not asked to activate
+    assert version.task == "classification"
+    assert version.n_features == 4
+    assert version.classes == [0, 1, 2]
+    assert len(version.sha256) == 64
+    # Copied into the store, so editing the original changes nothing.
+    stored = model_path(version.file)
+    assert stored.read_bytes() == iris_file.read_bytes()
+    assert stored.parent == Path(model_path("iris"))
+
+
+def test_register_with_activate_switches_the_next_request(client_for, alice, iris_file):
+    client = client_for(alice)
+    assert client.post(PREDICTIONS, {"features": IRIS_ROW}, format="json").json()["version"] == 1
+    run("register_model", "iris", str(iris_file), "--activate")
+    assert client.post(PREDICTIONS, {"features": IRIS_ROW}, format="json").json()["version"] == 2
+    assert ModelVersion.objects.filter(name="iris", is_active=True).count() == 1
+
+
+def test_first_version_of_a_new_name_is_active(iris_file, db):
+    run("register_model", "flowers", str(iris_file), "--feature-names", "a,b,c,d")
+    version = ModelVersion.objects.get(name="flowers")
+    assert version.is_active
+    assert version.feature_names == ["a", "b", "c", "d"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("iris", "/no/such/file.joblib"),
+        ("bad name!", "FILE"),
+        ("iris", "FILE", "--feature-names", "a,b"),
+    ],
+)
+def test_register_model_refuses_bad_arguments_clearly(iris_file, db, args):
+    args = [str(iris_file) if a == "FILE" else a for a in args]
+    with pytest.raises(CommandError):
+        run("register_model", *args)
+
+
+def test_register_model_refuses_a_file_that_is_not_a_model(tmp_path, db):
+    not_a_model = tmp_path / "notes.joblib"
+    joblib.dump({"just": "a dict"}, not_a_model)
+    with pytest.raises(CommandError, match="not a fitted scikit-learn model"):
+        run("register_model", "iris", str(not_a_model))
+
+
+def test_activate_model_command(client_for, alice):
+    register_tree()
+    run("activate_model", "iris", "2")
+    assert client_for(alice).post(PREDICTIONS, {"features": IRIS_ROW}, format="json").json()["version"] == 2
+    with pytest.raises(CommandError):
+        run("activate_model", "iris", "9")
+
+
+def test_a_tampered_model_file_is_refused_with_a_clear_error(client_for, alice, caplog):
+    active = ModelVersion.objects.get(name="iris", is_active=True)
+    path = model_path(active.file)
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original + b"tampered")
+        response = client_for(alice).post(PREDICTIONS, {"features": IRIS_ROW}, format="json")
+    finally:
+        path.write_bytes(original)
+    assert response.status_code == 503
+    error = response.json()["error"]
+    assert error["code"] == "model_unavailable"
+    assert "checksum" in error["message"]
+    assert "refusing to load" in caplog.text
+
+
+def test_a_missing_model_file_is_503_not_500(client_for, alice):
+    ModelVersion.objects.filter(name="iris").update(file="iris/gone.joblib")
+    response = client_for(alice).post(PREDICTIONS, {"features": IRIS_ROW}, format="json")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "model_unavailable"
+
+
+def test_a_model_is_loaded_once_per_process(client_for, alice, monkeypatch):
+    loads = []
+    real_load = joblib.load
+    monkeypatch.setattr(runtime.joblib, "load", lambda *a, **k: loads.append(1) or real_load(*a, **k))
+    client = client_for(alice)
+    for _ in range(3):
+        assert client.post(PREDICTIONS, {"features": IRIS_ROW}, format="json").status_code == 201
+    assert len(loads) == 1
+
+
+def test_train_demo_models_if_missing_is_idempotent(db):
+    assert "already registered" in run("train_demo_models", "--if-missing")
+    assert ModelVersion.objects.filter(name="iris").count() == 1
+    run("train_demo_models")
+    assert ModelVersion.objects.get(name="iris", is_active=True).version == 2
