@@ -3,7 +3,6 @@ demo models registered once per session in the real PostgreSQL test database."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 
 import psycopg
@@ -45,11 +44,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup, django_db_blocker):
+def django_db_setup(django_db_setup, django_db_blocker, tmp_path_factory):
     """The demo models, trained and registered once; every test starts from this state."""
     from inference.training import demo_models_train
 
-    shutil.rmtree(settings.MODEL_DIR, ignore_errors=True)
+    # A model store of this test run's own, so two runs on one machine do not collide.
+    settings.MODEL_DIR = tmp_path_factory.mktemp("models")
     with django_db_blocker.unblock():
         demo_models_train(only_missing=False)
 

@@ -1,7 +1,7 @@
 """Tests: the real PostgreSQL and Redis, as in production."""
 
 from .base import *  # noqa: F403
-from .base import BASE_DIR, env
+from .base import env
 
 SECRET_KEY = "test-only-key-long-enough-for-hmac-sha256-signing"  # noqa: S105
 DEBUG = False
@@ -21,7 +21,6 @@ CACHES = {
 
 # Fast hashing: the tests create many users and nothing here is a real secret.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-MODEL_DIR = BASE_DIR / "var" / "test-models"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

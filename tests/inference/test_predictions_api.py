@@ -157,7 +157,7 @@ def test_many_bad_rows_are_reported_briefly(client_for, alice):
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
 def test_non_finite_numbers_are_400(client_for, alice, literal):
-    body = '{"model": "iris", "features": [5.1, %s, 1.4, 0.2]}' % literal
+    body = '{"model": "iris", "features": [5.1, ' + literal + ", 1.4, 0.2]}"
     response = client_for(alice).post(PREDICTIONS, body, content_type="application/json")
     assert response.status_code == 400
     assert "error" in response.json()

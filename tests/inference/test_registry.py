@@ -128,3 +128,10 @@ def test_train_demo_models_if_missing_is_idempotent(db):
     assert ModelVersion.objects.filter(name="iris").count() == 1
     run("train_demo_models")
     assert ModelVersion.objects.get(name="iris", is_active=True).version == 2
+
+
+def test_register_model_records_who_registered_it(iris_file, staff, alice):
+    run("register_model", "iris", str(iris_file), "--by", "staff")
+    assert ModelVersion.objects.get(name="iris", version=2).registered_by == staff
+    with pytest.raises(CommandError, match="no staff user"):
+        run("register_model", "iris", str(iris_file), "--by", "alice")

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
@@ -17,13 +18,28 @@ class Command(BaseCommand):
         parser.add_argument("path", type=Path)
         parser.add_argument("--activate", action="store_true", help="Make it the active version.")
         parser.add_argument("--feature-names", help="Comma-separated feature names, in column order.")
+        parser.add_argument("--by", help="Username of the staff member registering it (recorded).")
 
     def handle(
-        self, *args: object, name: str, path: Path, activate: bool, feature_names: str | None, **o: object
+        self,
+        *args: object,
+        name: str,
+        path: Path,
+        activate: bool,
+        feature_names: str | None,
+        by: str | None,
+        **o: object,
     ) -> None:
         names = [n.strip() for n in feature_names.split(",")] if feature_names else None
+        registered_by = None
+        if by is not None:
+            registered_by = get_user_model().objects.filter(username=by, is_staff=True).first()
+            if registered_by is None:
+                raise CommandError(f"--by {by}: no staff user of that name")
         try:
-            version = model_register(name=name, source=path, activate=activate, feature_names=names)
+            version = model_register(
+                name=name, source=path, activate=activate, feature_names=names, registered_by=registered_by
+            )
         except (RegistrationError, ValidationError) as exc:
             raise CommandError(str(exc)) from exc
         state = "active" if version.is_active else "not active"
