@@ -1,6 +1,16 @@
-from django.contrib import admin
+from __future__ import annotations
 
-from accounts.models import RevokedToken
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from accounts.keys import key_generate
+from accounts.models import ApiKey, RevokedToken
+from accounts.ratelimits import rate_is_valid
+from accounts.services import api_key_revoke
 
 
 @admin.register(RevokedToken)
@@ -8,8 +18,62 @@ class RevokedTokenAdmin(admin.ModelAdmin):
     list_display = ("jti", "revoked_at", "expires_at")
     search_fields = ("=jti",)
 
-    def has_add_permission(self, request: object) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: object, obj: object = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+class ApiKeyForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ["user", "name", "rate", "expires_at"]
+
+    def clean_rate(self) -> str:
+        rate = self.cleaned_data.get("rate", "")
+        if rate and not rate_is_valid(rate):
+            raise forms.ValidationError('Expected a rate like "100/m": a count, "/", then s, m, h or d.')
+        return rate
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Staff make keys here too; the full key is shown once, in the message after saving."""
+
+    form = ApiKeyForm
+    list_display = ("name", "prefix", "user", "rate", "created_at", "expires_at", "revoked_at", "last_used_at")
+    list_filter = ("revoked_at", "expires_at")
+    search_fields = ("=prefix", "name", "=user__username")
+    list_select_related = ("user",)
+    readonly_fields = ("prefix", "created_at", "created_by", "revoked_at", "last_used_at")
+    actions = ["revoke"]
+
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
+        fields = ["user", "name", "rate", "expires_at"]
+        return fields if obj is None else [*fields, *self.readonly_fields]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple[str, ...]:
+        return self.readonly_fields if obj is None else ("user", *self.readonly_fields)
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        new = key_generate()
+        obj.prefix, obj.key_hash, obj.created_by = new.prefix, new.key_hash, request.user
+        super().save_model(request, obj, form, change)
+        self.message_user(
+            request,
+            f"The key for “{obj.name}” is {new.key} — copy it now: it is not stored and will not be shown again.",
+            messages.WARNING,
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # revoke instead: the request log keeps pointing at the key
+
+    @admin.action(description="Revoke the selected keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        for api_key in queryset:
+            api_key_revoke(api_key=api_key)
+        self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)

@@ -3,11 +3,15 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework_simplejwt import serializers as jwt
 from rest_framework_simplejwt.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.settings import api_settings
 
+from accounts.models import ApiKey
+from accounts.ratelimits import rate_is_valid
 from accounts.tokens import RevocableRefreshToken
 
 
@@ -44,3 +48,83 @@ class TokenRefreshResponseSerializer(serializers.Serializer):
 
 class LogoutResponseSerializer(serializers.Serializer):
     detail = serializers.CharField()
+
+
+# --- API keys -------------------------------------------------------------------------
+
+
+@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}], "example": "alice"})
+class UserReferenceField(serializers.Field):
+    """A user given by id (a number) or by username (a string)."""
+
+    default_error_messages = {
+        "unknown": "No active user {value!r}.",
+        "invalid": "Expected a user id or a username.",
+    }
+
+    def to_internal_value(self, data: Any) -> Any:
+        User = get_user_model()
+        if isinstance(data, bool) or not isinstance(data, (int, str)) or data == "":
+            self.fail("invalid")
+        if isinstance(data, int):
+            if not 0 < data < 2**63:
+                self.fail("unknown", value=data)
+            user = User.objects.filter(pk=data, is_active=True).first()
+        else:
+            user = User.objects.filter(username=data, is_active=True).first()
+        if user is None:
+            self.fail("unknown", value=data)
+        return user
+
+    def to_representation(self, value: Any) -> Any:
+        return value.pk
+
+
+class ApiKeyCreateSerializer(serializers.Serializer):
+    user = UserReferenceField(help_text="The key's owner: a user id or username.")
+    name = serializers.CharField(max_length=100)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    rate = serializers.CharField(
+        required=False, allow_blank=True, max_length=20, help_text='Its own rate limit, e.g. "100/m" or "10/s".'
+    )
+
+    def validate_expires_at(self, value: Any) -> Any:
+        if value is not None and value <= timezone.now():
+            raise serializers.ValidationError("Must be in the future.")
+        return value
+
+    def validate_rate(self, value: str) -> str:
+        if value and not rate_is_valid(value):
+            raise serializers.ValidationError('Expected a rate like "100/m": a count, "/", then s, m, h or d.')
+        return value
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    user = serializers.IntegerField(source="user_id")
+    username = serializers.CharField(source="user.username")
+    revoked = serializers.BooleanField()
+
+    class Meta:
+        model = ApiKey
+        fields = [
+            "id",
+            "prefix",
+            "name",
+            "user",
+            "username",
+            "rate",
+            "created_at",
+            "expires_at",
+            "revoked",
+            "revoked_at",
+            "last_used_at",
+        ]
+        read_only_fields = fields
+
+
+class ApiKeyCreatedSerializer(ApiKeySerializer):
+    key = serializers.CharField(help_text="The full key. Shown this once: it is not stored and cannot be shown again.")
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = ["key", *ApiKeySerializer.Meta.fields]
+        read_only_fields = fields

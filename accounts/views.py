@@ -1,33 +1,92 @@
-"""The token routes: obtain, refresh and log out (revoke the refresh token)."""
+"""The token routes (obtain, refresh, log out) and API key management."""
 
-from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework_simplejwt import views as jwt
 
+from accounts import selectors, services
+from accounts.permissions import IsStaff
 from accounts.serializers import (
+    ApiKeyCreatedSerializer,
+    ApiKeyCreateSerializer,
+    ApiKeySerializer,
     LogoutResponseSerializer,
     TokenPairResponseSerializer,
     TokenRefreshResponseSerializer,
 )
+from accounts.throttles import LoginRateThrottle
+from project.pagination import NewestFirstPagination
 from project.schema import ERROR_RESPONSES
 
 
+class _TokenRoute:
+    """Token routes are limited per client address and username, not per user."""
+
+    throttle_classes = (LoginRateThrottle,)
+
+
 @extend_schema(tags=["auth"], responses={200: TokenPairResponseSerializer, **ERROR_RESPONSES})
-class TokenObtainView(jwt.TokenObtainPairView):
+class TokenObtainView(_TokenRoute, jwt.TokenObtainPairView):
     """Exchange a username and password for an access and a refresh token."""
 
 
 @extend_schema(tags=["auth"], responses={200: TokenRefreshResponseSerializer, **ERROR_RESPONSES})
-class TokenRefreshView(jwt.TokenRefreshView):
+class TokenRefreshView(_TokenRoute, jwt.TokenRefreshView):
     """Exchange a refresh token for a new access token (and a new refresh token when rotating)."""
 
 
-class LogoutView(jwt.TokenBlacklistView):
+class LogoutView(_TokenRoute, jwt.TokenBlacklistView):
     """Revoke a refresh token: it is refused from then on."""
 
     @extend_schema(tags=["auth"], responses={200: LogoutResponseSerializer, **ERROR_RESPONSES})
     def post(self, request: Request, *args: object, **kwargs: object) -> Response:
         super().post(request, *args, **kwargs)
         return Response({"detail": "Logged out: the refresh token is revoked."}, status=status.HTTP_200_OK)
+
+
+@extend_schema_view(
+    create=extend_schema(
+        summary="Make an API key (staff). The full key is in this answer only.",
+        request=ApiKeyCreateSerializer,
+        responses={201: ApiKeyCreatedSerializer, **ERROR_RESPONSES},
+    ),
+    list=extend_schema(summary="API keys: staff see all, others their own", responses={200: ApiKeySerializer}),
+    retrieve=extend_schema(summary="One API key", responses={200: ApiKeySerializer, **ERROR_RESPONSES}),
+    revoke=extend_schema(
+        summary="Revoke an API key (staff): refused from the next request on",
+        request=None,
+        responses={200: ApiKeySerializer, **ERROR_RESPONSES},
+    ),
+)
+class ApiKeyViewSet(viewsets.GenericViewSet):
+    serializer_class = ApiKeySerializer
+    pagination_class = NewestFirstPagination
+    lookup_value_regex = r"\d+"
+
+    def get_permissions(self) -> list:
+        if self.action in ("create", "revoke"):
+            return [IsAuthenticated(), IsStaff()]
+        return super().get_permissions()
+
+    def create(self, request: Request) -> Response:
+        params = ApiKeyCreateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        created = services.api_key_create(created_by=request.user, **params.validated_data)
+        body = {"key": created.key, **ApiKeySerializer(created.api_key).data}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(selectors.api_key_list(user=request.user))
+        return self.get_paginated_response(ApiKeySerializer(page, many=True).data)
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(ApiKeySerializer(selectors.api_key_get(user=request.user, pk=int(pk))).data)
+
+    @action(detail=True, methods=["post"])
+    def revoke(self, request: Request, pk: str) -> Response:
+        api_key = services.api_key_revoke(api_key=selectors.api_key_get(user=request.user, pk=int(pk)))
+        return Response(ApiKeySerializer(api_key).data)

@@ -20,6 +20,7 @@ class RequestLog(models.Model):
     latency_ms = models.FloatField()
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     auth_method = models.CharField(max_length=20, blank=True, help_text="jwt, api_key, or empty.")
+    api_key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=256, blank=True)
     request_bytes = models.PositiveIntegerField(default=0)

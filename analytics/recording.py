@@ -52,6 +52,7 @@ def request_log_create(
             latency_ms=latency_ms,
             user=user if user is not None and user.is_authenticated else None,
             auth_method=auth_method,
+            api_key_id=request.__dict__.get("api_key_id"),
             client_ip=client_ip(request) or None,
             user_agent=request.META.get("HTTP_USER_AGENT", "")[:256],
             request_bytes=_content_length(request),

@@ -3,6 +3,12 @@ demo models registered once per session in the real PostgreSQL test database."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Callable
 
 import psycopg
@@ -13,6 +19,7 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from accounts import ratelimits
 from accounts.tokens import RevocableRefreshToken
 from inference import runtime
 
@@ -56,9 +63,61 @@ def django_db_setup(django_db_setup, django_db_blocker, tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _isolation() -> None:
-    """Models loaded in this process and cache entries never leak from one test into another."""
+    """Loaded models, cache entries (rate-limit counters) and a remembered cache outage never
+    leak from one test into another."""
     runtime.forget_loaded_models()
     cache.clear()
+    ratelimits._store_down_until = 0.0
+
+
+@pytest.fixture
+def committed_demo_models(transactional_db) -> None:
+    """For transactional tests: their flush at teardown empties the registry set up once."""
+    from inference.training import demo_models_train
+
+    demo_models_train(only_missing=True)
+
+
+@pytest.fixture
+def gunicorn_server(committed_demo_models, tmp_path):
+    """Start the service under gunicorn (real workers, real PostgreSQL and Redis); yields a
+    function `start(workers=...) -> base_url`. The servers stop when the test ends."""
+    processes: list[subprocess.Popen] = []
+
+    def start(workers: int = 4, **env_overrides: str) -> str:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        db = settings.DATABASES["default"]
+        password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "project.settings.test",
+            "DATABASE_URL": f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "REDIS_URL": settings.REDIS_URL,
+            "MODEL_DIR": str(settings.MODEL_DIR),
+            **env_overrides,
+        }
+        log = (tmp_path / f"gunicorn-{port}.log").open("w")
+        command = [sys.executable, "-m", "gunicorn", "project.wsgi:application", "--workers", str(workers)]
+        command += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
+        processes.append(subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=log))
+        base_url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{base_url}/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return base_url
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"gunicorn did not start: {(tmp_path / f'gunicorn-{port}.log').read_text()}")
+
+    yield start
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.wait(timeout=15)
 
 
 def _make_user(username: str, **extra: object):

@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_ratelimit",
     "accounts",
     "inference",
     "analytics",
@@ -38,6 +39,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so that it times and records everything below it, failures included.
     "analytics.middleware.RequestLogMiddleware",
+    "accounts.middleware.RateLimitHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -130,7 +132,12 @@ TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 
 # --- REST framework -------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.JWTAuthentication"],
+    # The API key class first: a Bearer value that is a key must not reach the JWT class.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.ApiKeyAuthentication",
+        "accounts.authentication.JWTAuthentication",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.throttles.UserRateThrottle"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["project.json.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["project.json.JSONRenderer"],
@@ -140,6 +147,20 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "project.pagination.NumberedPagination",
     "PAGE_SIZE": env.int("API_PAGE_SIZE", default=50),
 }
+
+# --- Rate limits ----------------------------------------------------------------------
+# Rates are "count/period" with period s, m, h or d (optionally a multiple: "100/5m").
+RATE_LIMITS = {
+    "default": env.str("RATE_LIMIT_DEFAULT", default="600/m"),  # per API key or user
+    "generation": env.str("RATE_LIMIT_GENERATION", default="60/m"),  # the costly upstream routes
+    "login-ip": env.str("RATE_LIMIT_LOGIN_IP", default="30/m"),  # token routes, per client address
+    "login-username": env.str("RATE_LIMIT_LOGIN_USERNAME", default="10/m"),  # token route, per username
+}
+# When the shared cache is down: True keeps serving without limits (and logs errors),
+# False answers 503 until it is back.
+RATE_LIMIT_FAIL_OPEN = env.bool("RATE_LIMIT_FAIL_OPEN", default=True)
+RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
+RATELIMIT_USE_CACHE = "default"
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=15)),

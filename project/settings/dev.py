@@ -1,7 +1,7 @@
 """Development: starts with no configuration at all (SQLite, local-memory cache)."""
 
 from .base import *  # noqa: F403
-from .base import BASE_DIR, SECRET_KEY, env
+from .base import BASE_DIR, REDIS_URL, SECRET_KEY, env
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 # A throwaway key so `make run` needs nothing; production refuses to start without one.
@@ -13,3 +13,9 @@ SECRET_KEY = SECRET_KEY or "dev-only-insecure-key-not-for-production"
 # Static files straight from the apps (no collectstatic step); production collects them.
 STATIC_ROOT = None
 WHITENOISE_USE_FINDERS = True
+
+if not REDIS_URL:
+    # `make run` is one process, so a local-memory cache counts its rate limits correctly.
+    # django-ratelimit refuses a non-shared cache (E003); that refusal is right for every
+    # multi-process deployment, so it is silenced here only, never in test or prod settings.
+    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]

@@ -87,7 +87,7 @@ def test_batch_at_the_limit_is_accepted(client_for, alice, settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_prediction_is_committed_before_the_201(client_for, alice):
+def test_the_prediction_is_committed_before_the_201(client_for, alice, committed_demo_models):
     """Another connection sees the row as soon as the answer is back."""
     response = predict(client_for(alice), {"features": IRIS_ROW})
     db = settings.DATABASES["default"]

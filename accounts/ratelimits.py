@@ -1,0 +1,93 @@
+"""Rate limits, counted in the shared cache (Redis) with django-ratelimit.
+
+Counting is django-ratelimit's: an atomic add-then-increment on one cache key per (group, who,
+window), so every worker and host sees the same count and exactly `limit` requests pass in a
+window. What is counted, and against which rate:
+
+- an API key's requests against the key's own rate, if it has one, else the group's rate;
+- a user's (JWT) requests against the group's rate;
+- the token route per client address and per username, against password guessing.
+
+When the cache cannot be reached the behaviour is RATE_LIMIT_FAIL_OPEN: serve unlimited and log
+an error (the default), or answer 503. A failed store is not asked again for a few seconds, so
+an outage does not add a connection timeout to every request.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.http import HttpRequest
+from django_ratelimit.core import _split_rate, get_usage
+
+from project.errors import ServiceUnavailable
+from project.http import client_ip
+
+logger = logging.getLogger(__name__)
+
+RATE_PATTERN = re.compile(r"^[1-9]\d*/\d*[smhd]$")
+_RETRY_STORE_AFTER_SECONDS = 5.0
+_store_down_until = 0.0
+
+
+@dataclass(frozen=True)
+class Usage:
+    limit: int
+    remaining: int
+    reset_seconds: int
+    limited: bool
+
+
+def rate_is_valid(rate: str) -> bool:
+    return bool(RATE_PATTERN.match(rate))
+
+
+def per_second(rate: str) -> float:
+    count, seconds = _split_rate(rate)
+    return count / seconds
+
+
+def group_rate(group: str) -> str:
+    return settings.RATE_LIMITS[group]
+
+
+def rate_limit_hit(*, request: HttpRequest, group: str, who: str, rate: str) -> Usage | None:
+    """Count one request by `who` in `group`; None when the store is down and we fail open."""
+    global _store_down_until  # one flag per process, by design
+    if time.monotonic() < _store_down_until:
+        return _store_unavailable(None)
+    try:
+        usage = get_usage(request, group=group, key=lambda _group, _request: who, rate=rate, increment=True)
+    except Exception as exc:  # redis-py, django-redis and socket errors alike
+        _store_down_until = time.monotonic() + _RETRY_STORE_AFTER_SECONDS
+        return _store_unavailable(exc)
+    if usage is None:  # RATELIMIT_ENABLE is off
+        return None
+    if usage["time_left"] < 0:  # django-ratelimit could not read or write its counter
+        return _store_unavailable(None)
+    return Usage(
+        limit=usage["limit"],
+        remaining=max(usage["limit"] - usage["count"], 0),
+        reset_seconds=max(usage["time_left"], 1),
+        limited=usage["should_limit"],
+    )
+
+
+def _store_unavailable(exc: Exception | None) -> None:
+    if exc is not None:
+        logger.error("rate-limit store unavailable (%s); %s", exc.__class__.__name__, _policy())
+    if not settings.RATE_LIMIT_FAIL_OPEN:
+        raise ServiceUnavailable("The rate-limit store is unavailable; try again shortly.")
+    return None
+
+
+def _policy() -> str:
+    return "serving without rate limits" if settings.RATE_LIMIT_FAIL_OPEN else "refusing requests (503)"
+
+
+def client_key(request: HttpRequest) -> str:
+    return f"ip:{client_ip(request) or 'unknown'}"

@@ -1,0 +1,56 @@
+"""Writes of API keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import AbstractUser
+from django.utils import timezone
+
+from accounts.keys import key_generate
+from accounts.models import ApiKey
+
+# last_used_at is kept to this resolution, so that using a key is not a write per request.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    api_key: ApiKey
+    key: str  # the full key: give it to the client once, never store it
+
+
+def api_key_create(
+    *,
+    user: AbstractUser,
+    name: str,
+    created_by: AbstractUser | None,
+    expires_at: datetime | None = None,
+    rate: str = "",
+) -> CreatedKey:
+    new = key_generate()
+    api_key = ApiKey.objects.create(
+        user=user,
+        name=name,
+        prefix=new.prefix,
+        key_hash=new.key_hash,
+        expires_at=expires_at,
+        rate=rate,
+        created_by=created_by,
+    )
+    return CreatedKey(api_key=api_key, key=new.key)
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    """Revoke a key; every worker refuses it from its next request (keys are read per request)."""
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=api_key.revoked_at)
+    return api_key
+
+
+def api_key_mark_used(*, api_key: ApiKey, now: datetime) -> None:
+    if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now

@@ -1,0 +1,184 @@
+"""API keys: made by staff, shown once, stored as a hash, usable as X-API-Key or Bearer."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from accounts.models import ApiKey
+from accounts.services import api_key_create
+from analytics.models import RequestLog
+from tests.inference.helpers import IRIS_ROW
+
+KEYS = "/api/v1/api-keys/"
+
+
+def make_key(client_for, staff, **body):
+    response = client_for(staff).post(KEYS, {"user": "alice", "name": "ci", **body}, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def test_the_whole_life_of_a_key(client_for, staff, alice, anon):
+    created = make_key(client_for, staff)
+    key = created["key"]
+    assert key.startswith("mlsk_")
+    assert created["prefix"] in key
+    assert created["user"] == alice.pk
+    assert created["revoked"] is False
+    assert {"id", "name", "created_at", "expires_at"} <= set(created)
+
+    # Works once shown, as either header, and acts as its owner.
+    anon.credentials(HTTP_X_API_KEY=key)
+    response = anon.post("/api/v1/predictions/", {"features": IRIS_ROW}, format="json")
+    assert response.status_code == 201
+    assert response.json()["user"] == "alice"
+    anon.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert anon.get("/api/v1/models/").status_code == 200
+
+    # Only a hash is in the database: the key appears in no column of any row.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM accounts_apikey")
+        assert not any(key in str(value) for row in cursor.fetchall() for value in row)
+    assert ApiKey.objects.get(pk=created["id"]).key_hash != key
+
+    # Never shown again.
+    listed = client_for(staff).get(KEYS).json()["results"]
+    assert all("key" not in item for item in listed)
+    assert key not in str(client_for(staff).get(f"{KEYS}{created['id']}/").content)
+
+    # Revoked: refused from the very next request.
+    revoked = client_for(staff).post(f"{KEYS}{created['id']}/revoke/")
+    assert revoked.status_code == 200
+    assert revoked.json()["revoked"] is True
+    response = anon.get("/api/v1/models/")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "authentication_failed"
+
+
+def test_requests_made_with_a_key_are_logged_with_it(client_for, staff, alice, anon):
+    created = make_key(client_for, staff)
+    anon.credentials(HTTP_X_API_KEY=created["key"])
+    anon.get("/api/v1/models/")
+    row = RequestLog.objects.latest("id")
+    assert row.auth_method == "api_key"
+    assert row.api_key_id == created["id"]
+    assert row.user.username == "alice"
+
+
+def test_last_used_is_recorded_without_a_write_per_request(client_for, staff, alice, anon):
+    created = make_key(client_for, staff)
+    anon.credentials(HTTP_X_API_KEY=created["key"])
+    anon.get("/api/v1/models/")
+    first_use = ApiKey.objects.get(pk=created["id"]).last_used_at
+    assert first_use is not None
+    anon.get("/api/v1/models/")
+    assert ApiKey.objects.get(pk=created["id"]).last_used_at == first_use
+
+
+def test_an_expired_key_is_401(alice, anon):
+    created = api_key_create(user=alice, name="old", created_by=None, expires_at=timezone.now() + timedelta(seconds=1))
+    ApiKey.objects.filter(pk=created.api_key.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    anon.credentials(HTTP_X_API_KEY=created.key)
+    assert anon.get("/api/v1/models/").status_code == 401
+
+
+def test_a_key_of_an_inactive_user_is_401(alice, anon):
+    created = api_key_create(user=alice, name="k", created_by=None)
+    alice.is_active = False
+    alice.save()
+    anon.credentials(HTTP_X_API_KEY=created.key)
+    assert anon.get("/api/v1/models/").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"HTTP_X_API_KEY": "mlsk_nope"},
+        {"HTTP_X_API_KEY": ""},
+        {"HTTP_X_API_KEY": "mlsk_abcdefgh_" + "x" * 40},
+        {"HTTP_AUTHORIZATION": "Bearer mlsk_abcdefgh_" + "x" * 40},
+    ],
+)
+def test_unknown_keys_are_401(anon, db, headers):
+    anon.credentials(**headers)
+    response = anon.get("/api/v1/models/")
+    assert response.status_code == 401
+    assert "error" in response.json()
+
+
+def test_a_right_prefix_with_a_wrong_secret_is_401(alice, anon):
+    created = api_key_create(user=alice, name="k", created_by=None)
+    anon.credentials(HTTP_X_API_KEY=created.key[:-1] + ("A" if created.key[-1] != "A" else "B"))
+    assert anon.get("/api/v1/models/").status_code == 401
+
+
+def test_non_staff_cannot_create_or_revoke(client_for, alice, bob, staff):
+    response = client_for(alice).post(KEYS, {"user": "alice", "name": "mine"}, format="json")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "permission_denied"
+    created = make_key(client_for, staff, user="alice")
+    assert client_for(alice).post(f"{KEYS}{created['id']}/revoke/").status_code == 403
+    assert not ApiKey.objects.get(pk=created["id"]).revoked
+
+
+def test_non_staff_see_only_their_own_keys(client_for, alice, bob, staff):
+    alices = make_key(client_for, staff, user="alice")
+    bobs = make_key(client_for, staff, user=bob.pk)
+    listed = client_for(alice).get(KEYS).json()["results"]
+    assert [item["id"] for item in listed] == [alices["id"]]
+    assert all("key" not in item for item in listed)
+    assert client_for(alice).get(f"{KEYS}{bobs['id']}/").status_code == 404
+    assert {item["id"] for item in client_for(staff).get(KEYS).json()["results"]} == {alices["id"], bobs["id"]}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"user": "nobody", "name": "x"}, "user"),
+        ({"user": 999999, "name": "x"}, "user"),
+        ({"user": True, "name": "x"}, "user"),
+        ({"user": None, "name": "x"}, "user"),
+        ({"user": "alice"}, "name"),
+        ({"user": "alice", "name": "x" * 101}, "name"),
+        ({"user": "alice", "name": "x", "rate": "lots"}, "rate"),
+        ({"user": "alice", "name": "x", "rate": "0/m"}, "rate"),
+        ({"user": "alice", "name": "x", "expires_at": "2001-01-01T00:00:00Z"}, "expires_at"),
+        ({"user": "alice", "name": "x", "expires_at": "soon"}, "expires_at"),
+    ],
+)
+def test_bad_key_requests_are_400(client_for, staff, alice, body, field):
+    response = client_for(staff).post(KEYS, body, format="json")
+    assert response.status_code == 400
+    assert field in response.json()["error"]["details"]
+    assert ApiKey.objects.count() == 0
+
+
+@pytest.mark.parametrize("pk", ["999999", "99999999999999999999"])
+def test_revoking_an_unknown_key_is_404(client_for, staff, pk):
+    assert client_for(staff).post(f"{KEYS}{pk}/revoke/").status_code == 404
+
+
+def test_a_jwt_still_works_beside_keys(client_for, alice):
+    assert client_for(alice).get("/api/v1/models/").status_code == 200
+
+
+def test_admin_shows_the_key_once_after_saving(client, staff, alice):
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    response = client.post(
+        "/admin/accounts/apikey/add/",
+        {"user": alice.pk, "name": "from admin", "rate": "", "expires_at": ""},
+        follow=True,
+    )
+    assert response.status_code == 200
+    api_key = ApiKey.objects.get(name="from admin")
+    shown = [str(m) for m in response.context["messages"]]
+    (message,) = [m for m in shown if "mlsk_" in m]
+    key = message.split(" is ")[1].split(" ")[0]
+    assert key.startswith(f"mlsk_{api_key.prefix}_")
+    # And it is not on the key's page afterwards.
+    page = client.get(f"/admin/accounts/apikey/{api_key.pk}/change/")
+    assert key not in page.content.decode()

@@ -1,0 +1,154 @@
+"""Rate limits on the real Redis: per user, per key (with its own rate), per login, headers,
+the 429 body, and what happens when Redis is down."""
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+from accounts.services import api_key_create
+from tests.conftest import PASSWORD
+from tests.inference.helpers import IRIS_ROW
+
+MODELS = "/api/v1/models/"
+TOKEN = "/api/v1/auth/token/"
+
+
+@pytest.fixture
+def rates(settings):
+    def set_rates(**overrides: str) -> None:
+        settings.RATE_LIMITS = {**settings.RATE_LIMITS, **overrides}
+
+    return set_rates
+
+
+def test_headers_on_every_limited_answer_and_429_in_the_error_shape(client_for, alice, rates):
+    rates(default="3/d")
+    client = client_for(alice)
+    answers = [client.get(MODELS) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert [a["X-RateLimit-Remaining"] for a in answers] == ["2", "1", "0", "0"]
+    assert all(a["X-RateLimit-Limit"] == "3" for a in answers)
+    assert all(0 < int(a["X-RateLimit-Reset"]) <= 86400 for a in answers)
+
+    limited = answers[-1]
+    assert limited.json()["error"]["code"] == "rate_limited"
+    assert 0 < int(limited["Retry-After"]) <= 86400
+
+
+def test_limits_are_per_user(client_for, alice, bob, rates):
+    rates(default="2/d")
+    alice_client = client_for(alice)
+    for _ in range(2):
+        alice_client.get(MODELS)
+    assert alice_client.get(MODELS).status_code == 429
+    assert client_for(bob).get(MODELS).status_code == 200
+
+
+def test_a_key_is_limited_by_its_own_rate_apart_from_its_owner(client_for, alice, anon, rates):
+    rates(default="5/d")
+    created = api_key_create(user=alice, name="tight", created_by=None, rate="2/d")
+    anon.credentials(HTTP_X_API_KEY=created.key)
+    codes = [anon.get(MODELS).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    assert anon.get(MODELS)["X-RateLimit-Limit"] == "2"
+    # Alice's own JWT traffic has its own budget.
+    assert client_for(alice).get(MODELS).status_code == 200
+
+
+def test_a_key_without_its_own_rate_gets_the_default(alice, anon, rates):
+    rates(default="4/d")
+    created = api_key_create(user=alice, name="plain", created_by=None)
+    anon.credentials(HTTP_X_API_KEY=created.key)
+    assert anon.get(MODELS)["X-RateLimit-Limit"] == "4"
+
+
+def test_groups_count_separately(client_for, alice, rates):
+    """Predictions and the model list share the default group; the token route has its own."""
+    rates(default="2/d")
+    client = client_for(alice)
+    client.get(MODELS)
+    client.post("/api/v1/predictions/", {"features": IRIS_ROW}, format="json")
+    assert client.get(MODELS).status_code == 429
+
+
+def test_the_token_route_is_limited_per_username(anon, alice, rates):
+    rates(**{"login-username": "3/d", "login-ip": "100/d"})
+    for _ in range(3):
+        assert anon.post(TOKEN, {"username": "alice", "password": "guess"}, format="json").status_code == 401
+    # Even the right password is refused now: guessing cannot go on.
+    response = anon.post(TOKEN, {"username": "alice", "password": PASSWORD}, format="json")
+    assert response.status_code == 429
+    assert "Retry-After" in response
+    # The same address may still log in as someone else.
+    assert anon.post(TOKEN, {"username": "ALICE2", "password": "x"}, format="json").status_code == 401
+
+
+def test_the_token_route_is_limited_per_address_whatever_x_forwarded_for_says(anon, db, rates):
+    rates(**{"login-ip": "3/d", "login-username": "100/d"})
+    for n in range(3):
+        anon.post(TOKEN, {"username": f"u{n}", "password": "x"}, format="json", HTTP_X_FORWARDED_FOR=f"10.0.0.{n}")
+    response = anon.post(TOKEN, {"username": "u9", "password": "x"}, format="json", HTTP_X_FORWARDED_FOR="10.9.9.9")
+    assert response.status_code == 429
+
+
+def test_behind_a_trusted_proxy_the_forwarded_address_is_limited(anon, db, rates, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    rates(**{"login-ip": "2/d", "login-username": "100/d"})
+    for n in range(2):
+        anon.post(TOKEN, {"username": f"u{n}", "password": "x"}, format="json", HTTP_X_FORWARDED_FOR="203.0.113.5")
+    blocked = anon.post(TOKEN, {"username": "u8", "password": "x"}, format="json", HTTP_X_FORWARDED_FOR="203.0.113.5")
+    other = anon.post(TOKEN, {"username": "u9", "password": "x"}, format="json", HTTP_X_FORWARDED_FOR="203.0.113.6")
+    assert (blocked.status_code, other.status_code) == (429, 401)
+
+
+DOWN_CACHE = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens on port 1
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
+    }
+}
+
+
+def test_redis_down_fail_open_keeps_serving_and_logs_loudly(client_for, alice, caplog, settings):
+    settings.RATE_LIMIT_FAIL_OPEN = True
+    client = client_for(alice)
+    with override_settings(CACHES=DOWN_CACHE), caplog.at_level(logging.ERROR):
+        answers = [client.get(MODELS) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert "X-RateLimit-Limit" not in answers[0]
+    assert "rate-limit store unavailable" in caplog.text
+
+
+def test_redis_down_fail_closed_is_503_in_the_error_shape(client_for, alice, settings):
+    settings.RATE_LIMIT_FAIL_OPEN = False
+    with override_settings(CACHES=DOWN_CACHE):
+        response = client_for(alice).get(MODELS)
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "service_unavailable"
+
+
+def test_a_non_shared_cache_stops_the_start_in_test_settings(db):
+    local = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    with override_settings(CACHES=local), pytest.raises(SystemCheckError, match=r"django_ratelimit\.E003"):
+        call_command("check")
+
+
+def test_exactly_the_limit_gets_through_across_gunicorn_workers(gunicorn_server, alice):
+    """Many more concurrent requests than the limit, spread over four worker processes."""
+    limit, attempts = 25, 120
+    created = api_key_create(user=alice, name="burst", created_by=None, rate=f"{limit}/d")
+    base_url = gunicorn_server(workers=4)
+
+    def call(_: int) -> int:
+        return requests.get(f"{base_url}{MODELS}", headers={"X-API-Key": created.key}, timeout=30).status_code
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        codes = list(pool.map(call, range(attempts)))
+    assert codes.count(200) == limit
+    assert codes.count(429) == attempts - limit
