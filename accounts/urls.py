@@ -1,9 +1,9 @@
 from django.urls import re_path
-from rest_framework.routers import SimpleRouter
 
 from accounts import views
+from project.routers import OptionalSlashRouter
 
-router = SimpleRouter(trailing_slash="/?")
+router = OptionalSlashRouter()
 router.register("api-keys", views.ApiKeyViewSet, basename="api-key")
 
 # Trailing slashes optional, as on every API route: a POST must not be lost to a redirect.

@@ -23,6 +23,11 @@ def note_usage(request: HttpRequest, *, model: str = "", rows: int = 0) -> None:
     setattr(django_request, _USAGE_ATTR, {"model": model, "rows": rows})
 
 
+def _text(value: str, limit: int) -> str:
+    # PostgreSQL text cannot hold NUL; a client-chosen path or user agent must not lose the row.
+    return value.replace("\x00", "\ufffd")[:limit]
+
+
 def _content_length(request: HttpRequest) -> int:
     try:
         return max(int(request.META.get("CONTENT_LENGTH") or 0), 0)
@@ -44,8 +49,8 @@ def request_log_create(
         return RequestLog.objects.create(
             request_id=request_id,
             created_at=started_at,
-            method=request.method[:10],
-            path=request.path[:255],
+            method=_text(request.method, 10),
+            path=_text(request.path, 255),
             endpoint=(match.view_name if match else "")[:100],
             status=response.status_code,
             error_code=getattr(response, "error_code", "")[:50],
@@ -54,7 +59,7 @@ def request_log_create(
             auth_method=auth_method,
             api_key_id=request.__dict__.get("api_key_id"),
             client_ip=client_ip(request) or None,
-            user_agent=request.META.get("HTTP_USER_AGENT", "")[:256],
+            user_agent=_text(request.META.get("HTTP_USER_AGENT", ""), 256),
             request_bytes=_content_length(request),
             response_bytes=0 if response.streaming else len(response.content),
             model=usage.get("model", "")[:100],

@@ -68,3 +68,63 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"prediction {self.pk} ({self.model_name} v{self.version})"
+
+
+class SentimentCall(models.Model):
+    """One call to POST /api/v1/sentiment/ (one text or a batch)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    backend = models.CharField(max_length=20, help_text="local, openai, or local after an openai failure (hybrid).")
+    model = models.CharField(max_length=100)
+    n_texts = models.PositiveIntegerField()
+    texts = models.JSONField(null=True, blank=True, help_text="The texts, when STORE_TEXTS is on.")
+    results = models.JSONField()
+    cached = models.BooleanField(default=False)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    latency_ms = models.FloatField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="sentiment_user_recent"),
+            models.Index(fields=["-created_at"], name="sentiment_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"sentiment {self.pk} ({self.backend})"
+
+
+class Generation(models.Model):
+    """One text generation: POST /api/v1/generations/ or the OpenAI-compatible /v1/chat/completions."""
+
+    class Route(models.TextChoices):
+        GENERATIONS = "generations"
+        CHAT_COMPLETIONS = "chat.completions"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    route = models.CharField(max_length=20, choices=Route.choices)
+    backend = models.CharField(max_length=20, default="openai")
+    model = models.CharField(max_length=100)
+    prompt = models.JSONField(null=True, blank=True, help_text="Prompt or messages, when STORE_TEXTS is on.")
+    # null is "not stored" (STORE_TEXTS off), which an empty output is not.
+    output = models.TextField(null=True, blank=True, help_text="The generated text, when STORE_TEXTS is on.")  # noqa: DJ001
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    temperature = models.FloatField(null=True, blank=True)
+    stream = models.BooleanField(default=False)
+    cached = models.BooleanField(default=False)
+    finish_reason = models.CharField(max_length=30, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    error_code = models.CharField(max_length=50, blank=True, help_text="Set when a stream failed part-way.")
+    latency_ms = models.FloatField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="generation_user_recent"),
+            models.Index(fields=["-created_at"], name="generation_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"generation {self.pk} ({self.model})"

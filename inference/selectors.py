@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from django.contrib.auth.models import AbstractUser
 from django.db.models import QuerySet
 
-from inference.models import ModelVersion, Prediction
+from inference.models import ModelVersion, Prediction, model_name_validator
 from project.errors import NotFound
 
 _MAX_BIGINT = 2**63 - 1
+_NAME = re.compile(model_name_validator.regex.pattern)
 
 
 def model_list() -> QuerySet[ModelVersion]:
@@ -28,6 +30,8 @@ def model_versions_by_name(*, names: list[str]) -> dict[str, list[int]]:
 
 def model_version_get(*, name: str, version: int | None = None) -> ModelVersion:
     """The active version of `name`, or the given version; NotFound names what is unknown."""
+    if not _NAME.match(name):  # e.g. a NUL, which PostgreSQL refuses to even compare
+        raise NotFound(f"No model named {name!r}.", details={"model": [f"unknown model {name!r}"]})
     query = ModelVersion.objects.filter(name=name)
     found = query.filter(version=version).first() if version is not None else query.filter(is_active=True).first()
     if found is not None:

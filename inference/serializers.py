@@ -6,7 +6,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from inference.models import ModelVersion, Prediction
+from inference.models import ModelVersion, Prediction, model_name_validator
 from project.errors import PayloadTooLarge
 
 # --- input --------------------------------------------------------------------------
@@ -75,7 +75,7 @@ class PredictionCreateSerializer(serializers.Serializer):
 
 
 class PredictionFilterSerializer(serializers.Serializer):
-    model = serializers.CharField(required=False, max_length=100)
+    model = serializers.CharField(required=False, max_length=100, validators=[model_name_validator])
     since = serializers.DateTimeField(required=False, help_text="ISO 8601; predictions at or after it.")
     until = serializers.DateTimeField(required=False, help_text="ISO 8601; predictions before it.")
 

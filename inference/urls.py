@@ -1,10 +1,10 @@
-from rest_framework.routers import SimpleRouter
+from inference import text_views, views
+from project.routers import OptionalSlashRouter
 
-from inference import views
-
-# Trailing slashes optional: a POST to /predictions must not be lost to a redirect.
-router = SimpleRouter(trailing_slash="/?")
+router = OptionalSlashRouter()
 router.register("models", views.ModelViewSet, basename="model")
 router.register("predictions", views.PredictionViewSet, basename="prediction")
+router.register("sentiment", text_views.SentimentViewSet, basename="sentiment")
+router.register("generations", text_views.GenerationViewSet, basename="generation")
 
 urlpatterns = router.urls

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -78,6 +79,7 @@ def json_error(request: HttpRequest, status: int, code: str, message: str) -> Js
     return response
 
 
+@csrf_exempt  # an unknown API path is a 404 for any method, never a CSRF page
 def not_found_view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
     """handler404: unknown paths answer in the error shape, not an HTML page."""
     return json_error(request, 404, "not_found", "Not found.")

@@ -53,5 +53,30 @@ class ModelUnavailable(ServiceUnavailable):
     default_message = "The model cannot be loaded."
 
 
+class BackendNotConfigured(ServiceUnavailable):
+    code = "backend_not_configured"
+    default_message = "This backend is not configured."
+
+
+class UpstreamError(AppError):
+    """The upstream (LLM) failed or answered something unusable. Its own words are never passed on."""
+
+    status_code = 502
+    code = "upstream_error"
+    default_message = "The upstream model server failed."
+
+
+class UpstreamUnavailable(AppError):
+    status_code = 503
+    code = "upstream_unavailable"
+    default_message = "The upstream model server is overloaded or rate limiting us; try again shortly."
+
+
+class UpstreamTimeout(AppError):
+    status_code = 504
+    code = "upstream_timeout"
+    default_message = "The upstream model server did not answer in time."
+
+
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}

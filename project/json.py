@@ -45,6 +45,9 @@ class JSONParser(BaseParser):
         try:
             if encoding.lower().replace("-", "") != "utf8":
                 raw = raw.decode(encoding).encode()
+            if b"\\u0000" in raw:
+                # PostgreSQL can store NUL in neither text nor jsonb: refuse it here, once.
+                raise ParseError("NUL characters (\\u0000) are not accepted.")
             return orjson.loads(raw)
         except (LookupError, UnicodeError):
             raise ParseError(f"Unsupported or wrong charset {encoding!r}.") from None

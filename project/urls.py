@@ -14,6 +14,7 @@ api_v1 = [
 
 urlpatterns = [
     path("api/v1/", include((api_v1, "v1"))),
+    path("v1/", include(("inference.openai_urls", "openai"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", health.healthz, name="healthz"),

@@ -159,3 +159,27 @@ def client_for() -> Callable[..., APIClient]:
 @pytest.fixture
 def anon() -> APIClient:
     return APIClient()
+
+
+@pytest.fixture(scope="session")
+def _fake_openai_server():
+    from tests.support.fake_openai import FakeOpenAI
+
+    server = FakeOpenAI().start()
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture
+def fake_openai(_fake_openai_server, settings):
+    """A local server speaking OpenAI's protocol, configured as this service's upstream."""
+    server = _fake_openai_server
+    server.mode, server.delay = "ok", 0.0
+    server.calls.clear()
+    settings.OPENAI_BASE_URL = server.base_url
+    settings.OPENAI_API_KEY = "sk-test-upstream-key"
+    settings.OPENAI_MODEL = "fake-gpt"
+    settings.SENTIMENT_OPENAI_MODEL = "fake-gpt"
+    settings.OPENAI_TIMEOUT_SECONDS = 5.0
+    settings.OPENAI_MAX_RETRIES = 0
+    return server

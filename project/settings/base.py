@@ -126,6 +126,28 @@ DEFAULT_MODEL = env.str("DEFAULT_MODEL", default="iris")
 # Keep each prediction's input rows, for browsing in the admin.
 STORE_PREDICTION_INPUTS = env.bool("STORE_PREDICTION_INPUTS", default=True)
 
+# --- Sentiment and generation ---------------------------------------------------------
+# The upstream: OpenAI, or any OpenAI-compatible server (vLLM, Ollama, ...) via OPENAI_BASE_URL.
+# Generation is available when either is set; without both it answers 503.
+OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
+OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="")
+OPENAI_MODEL = env.str("OPENAI_MODEL", default="gpt-4o-mini")
+OPENAI_TIMEOUT_SECONDS = env.float("OPENAI_TIMEOUT_SECONDS", default=30.0)
+OPENAI_MAX_RETRIES = env.int("OPENAI_MAX_RETRIES", default=1)
+# local (VADER, offline), openai, or hybrid (openai, falling back to local when it fails).
+SENTIMENT_BACKEND = env.str("SENTIMENT_BACKEND", default="local")
+SENTIMENT_OPENAI_MODEL = env.str("SENTIMENT_OPENAI_MODEL", default=OPENAI_MODEL)
+SENTIMENT_MAX_CHARS = env.int("SENTIMENT_MAX_CHARS", default=5000)
+SENTIMENT_MAX_TEXTS = env.int("SENTIMENT_MAX_TEXTS", default=100)
+GENERATION_DEFAULT_MAX_TOKENS = env.int("GENERATION_DEFAULT_MAX_TOKENS", default=256)
+GENERATION_MAX_TOKENS_LIMIT = env.int("GENERATION_MAX_TOKENS_LIMIT", default=4096)
+GENERATION_MAX_PROMPT_CHARS = env.int("GENERATION_MAX_PROMPT_CHARS", default=32_000)
+# Identical sentiment requests, and generations at temperature 0, are answered from the
+# cache for this long without asking the upstream (0 turns caching off).
+RESPONSE_CACHE_SECONDS = env.int("RESPONSE_CACHE_SECONDS", default=3600)
+# Keep prompts, texts and generated output in the database (off keeps payloads out of it).
+STORE_TEXTS = env.bool("STORE_TEXTS", default=True)
+
 # Client address: REMOTE_ADDR, unless this many trusted proxies stand in front of the
 # service, in which case the address they appended to X-Forwarded-For is used.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
@@ -180,6 +202,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
+    # Swagger UI would otherwise send the schema's URL to validator.swagger.io on every visit.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,

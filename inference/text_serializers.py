@@ -1,0 +1,145 @@
+"""Input and output shapes of the sentiment, generation and OpenAI-compatible routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+from project.errors import PayloadTooLarge
+
+
+def _text_errors(text: Any) -> str | None:
+    if not isinstance(text, str):
+        return "Expected a string."
+    if not text.strip():
+        return "Must not be empty or blank."
+    if len(text) > settings.SENTIMENT_MAX_CHARS:
+        return f"At most {settings.SENTIMENT_MAX_CHARS} characters."
+    return None
+
+
+class SentimentCreateSerializer(serializers.Serializer):
+    text = serializers.JSONField(required=False, help_text="One text.")
+    texts = serializers.JSONField(required=False, help_text="A batch of texts.")
+
+    def validate_text(self, value: Any) -> str:
+        if (problem := _text_errors(value)) is not None:
+            raise serializers.ValidationError(problem)
+        return value
+
+    def validate_texts(self, value: Any) -> list[str]:
+        if not isinstance(value, list) or not value:
+            raise serializers.ValidationError("Expected a non-empty array of strings.")
+        limit = settings.SENTIMENT_MAX_TEXTS
+        if len(value) > limit:
+            raise PayloadTooLarge(
+                f"The batch has {len(value)} texts; the limit is {limit}.", details={"texts": [f"at most {limit}"]}
+            )
+        problems = [f"text {i}: {p}" for i, t in enumerate(value) if (p := _text_errors(t)) is not None]
+        if problems:
+            raise serializers.ValidationError(problems[:10])
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("text" in attrs) == ("texts" in attrs):
+            message = "Send exactly one of 'text' or 'texts'."
+            raise serializers.ValidationError({"text": [message], "texts": [message]})
+        return attrs
+
+
+class SentimentResultSerializer(serializers.Serializer):
+    sentiment = serializers.ChoiceField(choices=["positive", "negative", "neutral"])
+    confidence = serializers.FloatField(min_value=0, max_value=1)
+    scores = serializers.DictField(child=serializers.FloatField())
+    backend = serializers.CharField()
+    cached = serializers.BooleanField()
+
+
+class SentimentOneSerializer(SentimentResultSerializer):
+    id = serializers.IntegerField()
+
+
+class SentimentBatchSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    results = SentimentResultSerializer(many=True)
+
+
+def validate_max_tokens(value: int | None) -> int | None:
+    ceiling = settings.GENERATION_MAX_TOKENS_LIMIT
+    if value is not None and value > ceiling:
+        raise serializers.ValidationError(f"At most {ceiling}.")
+    return value
+
+
+class GenerationCreateSerializer(serializers.Serializer):
+    prompt = serializers.CharField(trim_whitespace=False)
+    max_tokens = serializers.IntegerField(required=False, min_value=1, validators=[validate_max_tokens])
+    temperature = serializers.FloatField(required=False, min_value=0, max_value=2)
+    system = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    stream = serializers.BooleanField(required=False, default=False)
+
+    def validate_prompt(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("Must not be blank.")
+        if len(value) > settings.GENERATION_MAX_PROMPT_CHARS:
+            raise serializers.ValidationError(f"At most {settings.GENERATION_MAX_PROMPT_CHARS} characters.")
+        return value
+
+    def validate_stream(self, value: Any) -> bool:
+        return bool(value)
+
+
+class UsageSerializer(serializers.Serializer):
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+
+
+class GenerationSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    text = serializers.CharField()
+    model = serializers.CharField()
+    finish_reason = serializers.CharField()
+    usage = UsageSerializer()
+    cached = serializers.BooleanField()
+
+
+# --- OpenAI-compatible --------------------------------------------------------------
+
+
+class ChatMessageSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["system", "developer", "user", "assistant", "tool"])
+    content = serializers.JSONField(required=False, allow_null=True)
+    name = serializers.CharField(required=False)
+    tool_call_id = serializers.CharField(required=False)
+    tool_calls = serializers.JSONField(required=False)
+
+
+class ChatCompletionSerializer(serializers.Serializer):
+    """The chat-completions parameters this gateway passes on; anything else is dropped."""
+
+    model = serializers.CharField(required=False, max_length=200)
+    messages = ChatMessageSerializer(many=True, allow_empty=False)
+    max_tokens = serializers.IntegerField(required=False, min_value=1, validators=[validate_max_tokens])
+    max_completion_tokens = serializers.IntegerField(required=False, min_value=1, validators=[validate_max_tokens])
+    temperature = serializers.FloatField(required=False, min_value=0, max_value=2)
+    top_p = serializers.FloatField(required=False, min_value=0, max_value=1)
+    n = serializers.IntegerField(required=False, min_value=1, max_value=8)
+    stop = serializers.JSONField(required=False)
+    presence_penalty = serializers.FloatField(required=False, min_value=-2, max_value=2)
+    frequency_penalty = serializers.FloatField(required=False, min_value=-2, max_value=2)
+    seed = serializers.IntegerField(required=False)
+    response_format = serializers.JSONField(required=False)
+    tools = serializers.JSONField(required=False)
+    tool_choice = serializers.JSONField(required=False)
+    user = serializers.CharField(required=False, max_length=200)
+    stream = serializers.BooleanField(required=False, default=False)
+    stream_options = serializers.JSONField(required=False)
+
+    def validate_messages(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        size = sum(len(str(m.get("content") or "")) for m in value)
+        if size > settings.GENERATION_MAX_PROMPT_CHARS:
+            raise serializers.ValidationError(f"At most {settings.GENERATION_MAX_PROMPT_CHARS} characters in all.")
+        return value

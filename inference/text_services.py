@@ -1,0 +1,273 @@
+"""Sentiment and text generation: cache, call the backend, record who used what.
+
+Generation is recorded like predictions (who, backend, model, latency, tokens, cached); texts
+are kept only when STORE_TEXTS is on. Calls that wait on an upstream give their database
+connection back first (project.db.release_connection).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+
+from inference import llm, sentiment
+from inference.models import Generation, SentimentCall
+from inference.response_cache import cache_key, cached_answer, remember_answer
+from project.db import release_connection
+from project.errors import AppError
+from project.json import dumps
+
+logger = logging.getLogger(__name__)
+
+
+def _elapsed_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+# --- sentiment --------------------------------------------------------------------------
+
+
+def sentiment_create(*, user: AbstractUser, texts: list[str]) -> tuple[SentimentCall, list[dict[str, Any]]]:
+    """Analyse texts with the configured backend; answers for identical texts come from the cache.
+
+    Returns the stored call and one result per text (each with its own `cached` flag).
+    """
+    started = time.perf_counter()
+    backend = settings.SENTIMENT_BACKEND
+    model = "vader" if backend == "local" else settings.SENTIMENT_OPENAI_MODEL
+    keys = [cache_key("sentiment", backend=backend, model=model, text=text) for text in texts]
+    answers: list[dict[str, Any] | None] = [cached_answer(key) for key in keys]
+    missing = [i for i, answer in enumerate(answers) if answer is None]
+
+    batch_backend, usage = backend, llm.Usage()
+    if missing:
+        if backend != "local":
+            release_connection()
+        batch = sentiment.analyse([texts[i] for i in missing], backend=backend)
+        batch_backend, usage = batch.backend, batch.usage
+        for index, result in zip(missing, batch.results, strict=True):
+            answers[index] = result.as_dict()
+            # A hybrid fallback answer is not what the configured backend would say: keep it out.
+            if result.backend == backend or backend == "local":
+                remember_answer(keys[index], answers[index], seconds=settings.RESPONSE_CACHE_SECONDS)
+    results = [{**answer, "cached": i not in missing} for i, answer in enumerate(answers)]
+    call = SentimentCall.objects.create(
+        user=user,
+        backend=batch_backend,
+        model=model if batch_backend == backend else "vader",
+        n_texts=len(texts),
+        texts=texts if settings.STORE_TEXTS else None,
+        results=results,
+        cached=not missing,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        latency_ms=_elapsed_ms(started),
+    )
+    return call, results
+
+
+# --- generation -------------------------------------------------------------------------
+
+
+@dataclass
+class GenerationRequest:
+    """What a caller asked for, whichever route it came through."""
+
+    route: str
+    params: dict[str, Any]  # the chat-completions parameters sent upstream
+    stream: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cacheable(self) -> bool:
+        # Only a deterministic request has one right answer to remember.
+        return not self.stream and self.params.get("temperature") == 0 and self.params.get("n", 1) == 1
+
+    @property
+    def model(self) -> str:
+        return self.params["model"]
+
+
+def generation_request(
+    *, prompt: str, system: str = "", max_tokens: int | None = None, temperature: float | None = None
+) -> dict[str, Any]:
+    """The upstream parameters for POST /api/v1/generations/."""
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": prompt})
+    params: dict[str, Any] = {
+        "model": settings.OPENAI_MODEL,
+        "messages": messages,
+        "max_tokens": max_tokens or settings.GENERATION_DEFAULT_MAX_TOKENS,
+    }
+    if temperature is not None:
+        params["temperature"] = temperature
+    return params
+
+
+def _record(
+    *,
+    user: AbstractUser,
+    request: GenerationRequest,
+    output: str | None,
+    finish_reason: str,
+    usage: llm.Usage,
+    cached: bool,
+    started: float,
+    error_code: str = "",
+    model: str | None = None,
+) -> Generation:
+    store = settings.STORE_TEXTS
+    return Generation.objects.create(
+        user=user,
+        route=request.route,
+        model=model or request.model,
+        prompt=request.params["messages"] if store else None,
+        output=output if store else None,
+        max_tokens=request.params.get("max_tokens") or request.params.get("max_completion_tokens"),
+        temperature=request.params.get("temperature"),
+        stream=request.stream,
+        cached=cached,
+        finish_reason=finish_reason or "",
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        error_code=error_code,
+        latency_ms=_elapsed_ms(started),
+    )
+
+
+@dataclass(frozen=True)
+class CompletionAnswer:
+    generation: Generation
+    completion: dict[str, Any]  # the upstream's answer, in OpenAI's own shape
+    text: str
+    cached: bool
+
+
+def completion_create(*, user: AbstractUser, request: GenerationRequest) -> CompletionAnswer:
+    """A non-streaming completion, from the cache when the request is deterministic."""
+    started = time.perf_counter()
+    key = cache_key("completion", **request.params) if request.cacheable else None
+    completion = cached_answer(key) if key else None
+    cached = completion is not None
+    if completion is None:
+        release_connection()
+        completion = llm.chat_create(**request.params).to_dict()
+        if key:
+            remember_answer(key, completion, seconds=settings.RESPONSE_CACHE_SECONDS)
+    choice = (completion.get("choices") or [{}])[0]
+    text = (choice.get("message") or {}).get("content") or ""
+    raw_usage = completion.get("usage") or {}
+    generation = _record(
+        user=user,
+        request=request,
+        output=text,
+        finish_reason=choice.get("finish_reason") or "",
+        usage=llm.Usage(raw_usage.get("prompt_tokens") or 0, raw_usage.get("completion_tokens") or 0),
+        cached=cached,
+        started=started,
+        model=completion.get("model") or request.model,
+    )
+    return CompletionAnswer(generation=generation, completion=completion, text=text, cached=cached)
+
+
+def completion_stream(*, user: AbstractUser, request: GenerationRequest, render: StreamRenderer) -> Iterator[bytes]:
+    """Open the upstream stream now (so a failure to start is a plain error status), then
+    yield server-sent events as `render` shapes them, recording the generation at the end."""
+    started = time.perf_counter()
+    release_connection()
+    chunks = llm.chat_stream(**request.params)
+
+    def events() -> Iterator[bytes]:
+        parts: list[str] = []
+        finish_reason, usage, model, error_code = "", llm.Usage(), request.model, "client_disconnected"
+        try:
+            for chunk in chunks:
+                model = chunk.model or model
+                if chunk.usage is not None:
+                    usage = llm.usage_of(chunk.usage)
+                for choice in chunk.choices:
+                    if choice.delta and choice.delta.content:
+                        parts.append(choice.delta.content)
+                    finish_reason = choice.finish_reason or finish_reason
+                if event := render.chunk(chunk):
+                    yield event
+            error_code = ""
+        except AppError as exc:
+            error_code = exc.code
+            yield render.error(exc)
+        finally:
+            generation = _record(
+                user=user,
+                request=request,
+                output="".join(parts),
+                finish_reason=finish_reason,
+                usage=usage,
+                cached=False,
+                started=started,
+                error_code=error_code,
+                model=model,
+            )
+        if not error_code:
+            yield render.done(generation, usage)
+
+    return events()
+
+
+def sse(data: Any, *, event: str | None = None) -> bytes:
+    head = f"event: {event}\n".encode() if event else b""
+    return head + b"data: " + (data if isinstance(data, bytes) else dumps(data)) + b"\n\n"
+
+
+class StreamRenderer:
+    """How one route shapes its server-sent events."""
+
+    def chunk(self, chunk: Any) -> bytes | None:
+        raise NotImplementedError
+
+    def error(self, exc: AppError) -> bytes:
+        return sse({"error": {"code": exc.code, "message": exc.message, "details": exc.details}}, event="error")
+
+    def done(self, generation: Generation, usage: llm.Usage) -> bytes | None:
+        return None
+
+
+class GenerationEvents(StreamRenderer):
+    """POST /api/v1/generations/ with stream: `delta` events, then one `done` event."""
+
+    def chunk(self, chunk: Any) -> bytes | None:
+        text = "".join(c.delta.content for c in chunk.choices if c.delta and c.delta.content)
+        return sse({"text": text}, event="delta") if text else None
+
+    def done(self, generation: Generation, usage: llm.Usage) -> bytes:
+        body = {
+            "id": generation.pk,
+            "model": generation.model,
+            "finish_reason": generation.finish_reason,
+            "usage": usage.as_dict(),
+            "cached": False,
+        }
+        return sse(body, event="done")
+
+
+class OpenAIEvents(StreamRenderer):
+    """/v1/chat/completions with stream: OpenAI's own chunks, then `data: [DONE]`."""
+
+    def __init__(self, *, include_usage: bool) -> None:
+        self.include_usage = include_usage
+
+    def chunk(self, chunk: Any) -> bytes | None:
+        if not chunk.choices and not self.include_usage:
+            return None  # the usage chunk we asked for on our own account
+        return sse(chunk.to_json(indent=None).encode())
+
+    def error(self, exc: AppError) -> bytes:
+        return sse({"error": {"code": exc.code, "message": exc.message, "type": "upstream_error"}})
+
+    def done(self, generation: Generation, usage: llm.Usage) -> bytes:
+        return sse(b"[DONE]")

@@ -1,0 +1,129 @@
+"""Sentiment, generation, and the OpenAI-compatible routes: validate, call one service, render."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import StreamingHttpResponse
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from inference import llm, text_services
+from inference.text_serializers import (
+    ChatCompletionSerializer,
+    GenerationCreateSerializer,
+    GenerationSerializer,
+    SentimentBatchSerializer,
+    SentimentCreateSerializer,
+    SentimentOneSerializer,
+)
+from project.errors import BackendNotConfigured
+from project.schema import ERROR_RESPONSES
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _event_stream(events: Any) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(events, content_type="text/event-stream")
+    for name, value in SSE_HEADERS.items():
+        response[name] = value
+    return response
+
+
+class SentimentViewSet(viewsets.GenericViewSet):
+    serializer_class = SentimentCreateSerializer
+
+    @extend_schema(
+        summary="Sentiment of one text or a batch",
+        request=SentimentCreateSerializer,
+        responses={
+            201: PolymorphicProxySerializer(
+                component_name="SentimentAnswer",
+                serializers=[SentimentOneSerializer, SentimentBatchSerializer],
+                resource_type_field_name=None,
+            ),
+            **ERROR_RESPONSES,
+        },
+    )
+    def create(self, request: Request) -> Response:
+        params = SentimentCreateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        texts = data["texts"] if "texts" in data else [data["text"]]
+        call, results = text_services.sentiment_create(user=request.user, texts=texts)
+        body = {"id": call.pk, "results": results} if "texts" in data else {"id": call.pk, **results[0]}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class GenerationViewSet(viewsets.GenericViewSet):
+    serializer_class = GenerationCreateSerializer
+    rate_limit_group = "generation"
+
+    @extend_schema(
+        summary="Generate text (with stream: true, Server-Sent Events: `delta` events then `done`)",
+        request=GenerationCreateSerializer,
+        responses={201: GenerationSerializer, **ERROR_RESPONSES},
+    )
+    def create(self, request: Request) -> Response | StreamingHttpResponse:
+        params = GenerationCreateSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = dict(params.validated_data)
+        stream = data.pop("stream")
+        generation = text_services.GenerationRequest(
+            route="generations", params=text_services.generation_request(**data), stream=stream
+        )
+        if stream:
+            events = text_services.completion_stream(
+                user=request.user, request=generation, render=text_services.GenerationEvents()
+            )
+            return _event_stream(events)
+        answer = text_services.completion_create(user=request.user, request=generation)
+        body = {
+            "id": answer.generation.pk,
+            "text": answer.text,
+            "model": answer.generation.model,
+            "finish_reason": answer.generation.finish_reason,
+            "usage": llm.Usage(answer.generation.prompt_tokens, answer.generation.completion_tokens).as_dict(),
+            "cached": answer.cached,
+        }
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class OpenAIModelsView(APIView):
+    """GET /v1/models: the upstream's models, in OpenAI's shape."""
+
+    @extend_schema(summary="OpenAI-compatible: list models", responses={200: dict, **ERROR_RESPONSES})
+    def get(self, request: Request) -> Response:
+        if not llm.is_configured():
+            raise BackendNotConfigured("No generation backend is configured: set OPENAI_API_KEY or OPENAI_BASE_URL.")
+        return Response({"object": "list", "data": llm.models_list()})
+
+
+class OpenAIChatCompletionsView(APIView):
+    """POST /v1/chat/completions, proxied to the configured upstream with this service's keys,
+    limits and usage records."""
+
+    rate_limit_group = "generation"
+
+    @extend_schema(
+        summary="OpenAI-compatible: chat completion (stream: true for Server-Sent Events)",
+        request=ChatCompletionSerializer,
+        responses={200: dict, **ERROR_RESPONSES},
+    )
+    def post(self, request: Request) -> Response | StreamingHttpResponse:
+        params = ChatCompletionSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = dict(params.validated_data)
+        stream = data.pop("stream")
+        include_usage = bool((data.pop("stream_options", None) or {}).get("include_usage"))
+        data.setdefault("model", settings.OPENAI_MODEL)
+        generation = text_services.GenerationRequest(route="chat.completions", params=data, stream=stream)
+        if stream:
+            render = text_services.OpenAIEvents(include_usage=include_usage)
+            return _event_stream(text_services.completion_stream(user=request.user, request=generation, render=render))
+        answer = text_services.completion_create(user=request.user, request=generation)
+        return Response(answer.completion)

@@ -1,0 +1,187 @@
+"""A local HTTP server that speaks OpenAI's chat-completions protocol, for tests.
+
+The real `openai` SDK talks to it over real HTTP. Its behaviour is set per test through
+`server.mode` ("ok", "slow", "429", "500", "malformed", "prose") and `server.delay`; every
+request it receives is kept in `server.calls`, so a test can tell whether the upstream was asked.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+POSITIVE = {"love", "great", "good", "excellent", "happy", "wonderful"}
+NEGATIVE = {"hate", "terrible", "bad", "awful", "sad", "broken"}
+LEAKY_KEY = "sk-upstream-secret-1234"  # appears in the fake's error bodies; must never reach a client
+
+
+def _words(text: str) -> list[str]:
+    return [w.strip(".,!?").lower() for w in text.split()]
+
+
+def _sentiment_json(text: str) -> str:
+    words = _words(text)
+    pos = sum(w in POSITIVE for w in words)
+    neg = sum(w in NEGATIVE for w in words)
+    total = pos + neg + 1
+    scores = {"positive": pos / total, "negative": neg / total, "neutral": 1 / total}
+    label = max(scores, key=scores.get)
+    return json.dumps({"sentiment": label, "scores": scores})
+
+
+class FakeOpenAI(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.mode = "ok"
+        self.delay = 0.0
+        self.calls: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def start(self) -> FakeOpenAI:
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up on a slow answer (a timeout test) closed the socket: expected.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
+
+    def completion_calls(self) -> list[dict[str, Any]]:
+        return [c for c in self.calls if c["path"].endswith("/chat/completions")]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FakeOpenAI
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+    def _send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        with self.server.lock:
+            self.server.calls.append(
+                {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": None}
+            )
+        if self.path.rstrip("/") == "/v1/models":
+            data = [{"id": "fake-gpt", "object": "model", "created": 1700000000, "owned_by": "fake"}]
+            self._send_json(200, {"object": "list", "data": data})
+        else:
+            self._send_json(404, {"error": {"message": "no such route", "type": "invalid_request_error"}})
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        with self.server.lock:
+            self.server.calls.append(
+                {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
+            )
+        mode = self.server.mode
+        if mode == "slow":
+            time.sleep(self.server.delay)
+        if mode == "429":
+            error = {"message": f"Rate limit reached for key {LEAKY_KEY}", "type": "requests", "code": "rate_limit"}
+            self._send_json(429, {"error": error}, {"retry-after": "0"})
+            return
+        if mode == "500":
+            self._send_json(500, {"error": {"message": f"internal failure near {LEAKY_KEY}", "type": "server"}})
+            return
+        if mode == "malformed":
+            data = b'{"id": "x", "choices": [ this is not json'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        self._complete(body)
+
+    def _complete(self, body: dict[str, Any]) -> None:
+        messages = body.get("messages") or []
+        last = str(messages[-1].get("content", "")) if messages else ""
+        wants_json = (body.get("response_format") or {}).get("type") in ("json_object", "json_schema")
+        if wants_json and self.server.mode != "prose":
+            content = _sentiment_json(last)
+        elif wants_json:
+            content = "I would say the sentiment is positive."
+        else:
+            content = f"Echo: {last}"
+        words = content.split(" ")
+        finish = "stop"
+        limit = body.get("max_tokens") or body.get("max_completion_tokens")
+        if limit and len(words) > limit:
+            words, finish = words[:limit], "length"
+        content = " ".join(words)
+        usage = {
+            "prompt_tokens": sum(len(str(m.get("content", "")).split()) for m in messages),
+            "completion_tokens": len(words),
+        }
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        model = body.get("model") or "fake-gpt"
+        if body.get("stream"):
+            self._stream(model, words, finish, usage, bool((body.get("stream_options") or {}).get("include_usage")))
+            return
+        message = {"role": "assistant", "content": content}
+        self._send_json(
+            200,
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+                "usage": usage,
+            },
+        )
+
+    def _stream(self, model: str, words: list[str], finish: str, usage: dict, include_usage: bool) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def chunk(delta: dict, finish_reason: str | None = None, with_usage: dict | None = None) -> None:
+            choices = [] if with_usage else [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
+            event = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": model,
+                "choices": choices,
+            }
+            if with_usage:
+                event["usage"] = with_usage
+            self._write_chunk(f"data: {json.dumps(event)}\n\n".encode())
+
+        chunk({"role": "assistant", "content": ""})
+        for index, word in enumerate(words):
+            chunk({"content": word if index == 0 else f" {word}"})
+        chunk({}, finish)
+        if include_usage:
+            chunk({}, None, usage)
+        self._write_chunk(b"data: [DONE]\n\n")
+        self._write_chunk(b"")
+
+    def _write_chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
