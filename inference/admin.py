@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from inference.models import ModelVersion, Prediction
+from inference.models import Generation, ModelVersion, Prediction, SentimentCall
 from inference.services import model_activate
 from project.admin_tools import ReadOnlyAdmin
 
@@ -68,3 +68,35 @@ class ModelVersionAdmin(admin.ModelAdmin):
         for version in queryset:
             model_activate(name=version.name, version=version.version)
             self.message_user(request, f"{version} is now active", messages.SUCCESS)
+
+
+@admin.register(SentimentCall)
+class SentimentCallAdmin(ReadOnlyAdmin):
+    list_display = ("id", "created_at", "user", "backend", "model", "n_texts", "cached", "latency_ms")
+    list_filter = ("backend", "cached", ("created_at", admin.DateFieldListFilter), "user")
+    search_fields = ("=id", "=user__username")
+    list_select_related = ("user",)
+    ordering = ("-created_at",)
+    readonly_fields = [f.name for f in SentimentCall._meta.fields]
+
+
+@admin.register(Generation)
+class GenerationAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "created_at",
+        "user",
+        "route",
+        "model",
+        "stream",
+        "cached",
+        "prompt_tokens",
+        "completion_tokens",
+        "finish_reason",
+        "latency_ms",
+    )
+    list_filter = ("route", "stream", "cached", ("created_at", admin.DateFieldListFilter), "user")
+    search_fields = ("=id", "=user__username", "=model")
+    list_select_related = ("user",)
+    ordering = ("-created_at",)
+    readonly_fields = [f.name for f in Generation._meta.fields]

@@ -10,6 +10,15 @@ from rest_framework import serializers
 from project.errors import PayloadTooLarge
 
 
+class StrictCharField(serializers.CharField):
+    """A string field that refuses numbers and booleans instead of turning them into text."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def _text_errors(text: Any) -> str | None:
     if not isinstance(text, str):
         return "Expected a string."
@@ -74,10 +83,10 @@ def validate_max_tokens(value: int | None) -> int | None:
 
 
 class GenerationCreateSerializer(serializers.Serializer):
-    prompt = serializers.CharField(trim_whitespace=False)
+    prompt = StrictCharField(trim_whitespace=False)
     max_tokens = serializers.IntegerField(required=False, min_value=1, validators=[validate_max_tokens])
     temperature = serializers.FloatField(required=False, min_value=0, max_value=2)
-    system = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    system = StrictCharField(required=False, allow_blank=True, trim_whitespace=False)
     stream = serializers.BooleanField(required=False, default=False)
 
     def validate_prompt(self, value: str) -> str:
@@ -120,7 +129,7 @@ class ChatMessageSerializer(serializers.Serializer):
 class ChatCompletionSerializer(serializers.Serializer):
     """The chat-completions parameters this gateway passes on; anything else is dropped."""
 
-    model = serializers.CharField(required=False, max_length=200)
+    model = StrictCharField(required=False, max_length=200)
     messages = ChatMessageSerializer(many=True, allow_empty=False)
     max_tokens = serializers.IntegerField(required=False, min_value=1, validators=[validate_max_tokens])
     max_completion_tokens = serializers.IntegerField(required=False, min_value=1, validators=[validate_max_tokens])

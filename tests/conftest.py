@@ -84,7 +84,7 @@ def gunicorn_server(committed_demo_models, tmp_path):
     function `start(workers=...) -> base_url`. The servers stop when the test ends."""
     processes: list[subprocess.Popen] = []
 
-    def start(workers: int = 4, **env_overrides: str) -> str:
+    def start(workers: int = 4, production_config: bool = False, **env_overrides: str) -> str:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -100,6 +100,8 @@ def gunicorn_server(committed_demo_models, tmp_path):
         }
         log = (tmp_path / f"gunicorn-{port}.log").open("w")
         command = [sys.executable, "-m", "gunicorn", "project.wsgi:application", "--workers", str(workers)]
+        if production_config:
+            command += ["--config", "python:project.gunicorn"]
         command += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
         processes.append(subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=log))
         base_url = f"http://127.0.0.1:{port}"

@@ -1,0 +1,75 @@
+"""Slow upstreams must not starve the service: under the production server settings, 50
+concurrent slow generations leave predictions answering at their normal speed."""
+
+import statistics
+import threading
+import time
+
+import requests
+
+from accounts.services import api_key_create
+from tests.inference.helpers import IRIS_ROW
+
+GENERATIONS, SLOW_SECONDS = 50, 4.0
+
+
+def prediction_latencies(base_url: str, key: str, count: int) -> list[float]:
+    latencies = []
+    with requests.Session() as session:
+        for _ in range(count):
+            started = time.perf_counter()
+            response = session.post(
+                f"{base_url}/api/v1/predictions/", json={"features": IRIS_ROW}, headers={"X-API-Key": key}, timeout=30
+            )
+            latencies.append(time.perf_counter() - started)
+            assert response.status_code == 201
+    return latencies
+
+
+def test_predictions_keep_their_speed_during_50_slow_generations(gunicorn_server, alice, fake_openai):
+    fake_openai.mode, fake_openai.delay = "slow", SLOW_SECONDS
+    key = api_key_create(user=alice, name="load", created_by=None).key
+    base_url = gunicorn_server(
+        workers=2,
+        production_config=True,
+        OPENAI_BASE_URL=fake_openai.base_url,
+        OPENAI_API_KEY="sk-test-upstream-key",
+        OPENAI_TIMEOUT_SECONDS="30",
+        RATE_LIMIT_DEFAULT="100000/m",
+        RATE_LIMIT_GENERATION="100000/m",
+    )
+    baseline = prediction_latencies(base_url, key, 30)
+
+    statuses: list[int] = []
+    finished = threading.Event()
+
+    def generate() -> None:
+        response = requests.post(
+            f"{base_url}/api/v1/generations/", json={"prompt": "take your time"}, headers={"X-API-Key": key}, timeout=60
+        )
+        statuses.append(response.status_code)
+        finished.set()
+
+    threads = [threading.Thread(target=generate) for _ in range(GENERATIONS)]
+    for thread in threads:
+        thread.start()
+    # Wait until every generation is inside the service and waiting on the upstream.
+    deadline = time.monotonic() + SLOW_SECONDS
+    while len(fake_openai.completion_calls()) < GENERATIONS and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(fake_openai.completion_calls()) == GENERATIONS
+
+    under_load = prediction_latencies(base_url, key, 30)
+    # All of them answered while every generation was still waiting on the upstream...
+    assert not finished.is_set()
+    for thread in threads:
+        thread.join()
+    assert statuses == [201] * GENERATIONS
+    # ...and at their normal speed: the median within a small multiple of the baseline measured
+    # a moment before in the same run (no absolute times: the machine is shared and noisy).
+    ratio = statistics.median(under_load) / statistics.median(baseline)
+    print(
+        f"prediction p50: {statistics.median(baseline) * 1000:.1f} ms idle, "
+        f"{statistics.median(under_load) * 1000:.1f} ms under load (x{ratio:.2f})"
+    )
+    assert ratio < 3
