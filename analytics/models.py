@@ -27,6 +27,10 @@ class RequestLog(models.Model):
     response_bytes = models.PositiveIntegerField(default=0)
     model = models.CharField(max_length=100, blank=True, help_text="The model used, for prediction calls.")
     rows = models.PositiveIntegerField(default=0, help_text="Rows predicted.")
+    prompt_tokens = models.PositiveIntegerField(default=0, help_text="Upstream tokens spent (not for cached answers).")
+    completion_tokens = models.PositiveIntegerField(default=0)
+    # analytics.histogram.bin_of(latency_ms), kept so aggregation groups by it instead of computing it.
+    latency_bin = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         indexes = [

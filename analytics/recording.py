@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponseBase
 
+from analytics.histogram import bin_of
 from analytics.models import RequestLog
 from project.http import client_ip
 
@@ -17,10 +21,16 @@ logger = logging.getLogger(__name__)
 _USAGE_ATTR = "_usage_note"
 
 
-def note_usage(request: HttpRequest, *, model: str = "", rows: int = 0) -> None:
-    """Let a view say what a request used, for its request-log row."""
+def note_usage(
+    request: HttpRequest, *, model: str = "", rows: int = 0, prompt_tokens: int = 0, completion_tokens: int = 0
+) -> None:
+    """Let a view (or a stream, when it ends) say what a request used, for its request-log row."""
     django_request = getattr(request, "_request", request)  # a DRF Request, or Django's own
-    setattr(django_request, _USAGE_ATTR, {"model": model, "rows": rows})
+    setattr(
+        django_request,
+        _USAGE_ATTR,
+        {"model": model, "rows": rows, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
+    )
 
 
 def _text(value: str, limit: int) -> str:
@@ -36,7 +46,13 @@ def _content_length(request: HttpRequest) -> int:
 
 
 def request_log_create(
-    *, request: HttpRequest, response: HttpResponseBase, request_id: uuid.UUID, started_at: datetime, latency_ms: float
+    *,
+    request: HttpRequest,
+    response: HttpResponseBase,
+    request_id: uuid.UUID,
+    started_at: datetime,
+    latency_ms: float,
+    response_bytes: int,
 ) -> RequestLog | None:
     """Record one finished request. A failure to record is logged, never raised."""
     # Only an API authentication class sets auth_method; the session user of a browser that
@@ -44,7 +60,7 @@ def request_log_create(
     auth_method = request.__dict__.get("auth_method", "")
     user = request.__dict__.get("user") if auth_method else None
     match = request.resolver_match
-    usage = request.__dict__.get(_USAGE_ATTR, {})
+    usage: dict[str, Any] = request.__dict__.get(_USAGE_ATTR, {})
     try:
         return RequestLog.objects.create(
             request_id=request_id,
@@ -55,16 +71,31 @@ def request_log_create(
             status=response.status_code,
             error_code=getattr(response, "error_code", "")[:50],
             latency_ms=latency_ms,
+            latency_bin=bin_of(latency_ms),
             user=user if user is not None and user.is_authenticated else None,
             auth_method=auth_method,
             api_key_id=request.__dict__.get("api_key_id"),
             client_ip=client_ip(request) or None,
             user_agent=_text(request.META.get("HTTP_USER_AGENT", ""), 256),
             request_bytes=_content_length(request),
-            response_bytes=0 if response.streaming else len(response.content),
+            response_bytes=response_bytes,
             model=usage.get("model", "")[:100],
             rows=usage.get("rows", 0),
+            prompt_tokens=usage.get("prompt_tokens", 0),
+            completion_tokens=usage.get("completion_tokens", 0),
         )
     except DatabaseError:
         logger.exception("could not record request %s %s", request.method, request.path)
         return None
+
+
+def recorded_when_finished(content: Iterator[bytes], *, record: Any, started: float) -> Iterator[bytes]:
+    """Pass a streamed body through and record the request once it has been sent (or abandoned),
+    so its row has the whole duration, the bytes sent and the tokens the stream reported."""
+    sent = 0
+    try:
+        for part in content:
+            sent += len(part)
+            yield part
+    finally:
+        record(latency_ms=(time.perf_counter() - started) * 1000, response_bytes=sent)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,9 +176,16 @@ def completion_create(*, user: AbstractUser, request: GenerationRequest) -> Comp
     return CompletionAnswer(generation=generation, completion=completion, text=text, cached=cached)
 
 
-def completion_stream(*, user: AbstractUser, request: GenerationRequest, render: StreamRenderer) -> Iterator[bytes]:
+def completion_stream(
+    *,
+    user: AbstractUser,
+    request: GenerationRequest,
+    render: StreamRenderer,
+    on_finish: Callable[[Generation], None] | None = None,
+) -> Iterator[bytes]:
     """Open the upstream stream now (so a failure to start is a plain error status), then
-    yield server-sent events as `render` shapes them, recording the generation at the end."""
+    yield server-sent events as `render` shapes them, recording the generation at the end
+    (and telling `on_finish`, for the request log)."""
     started = time.perf_counter()
     release_connection()
     chunks = llm.chat_stream(**request.params)
@@ -213,6 +220,8 @@ def completion_stream(*, user: AbstractUser, request: GenerationRequest, render:
                 error_code=error_code,
                 model=model,
             )
+            if on_finish is not None:
+                on_finish(generation)
         if not error_code:
             yield render.done(generation, usage)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.conf import settings
@@ -12,7 +13,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from analytics.recording import note_usage
 from inference import llm, text_services
+from inference.models import Generation
 from inference.text_serializers import (
     ChatCompletionSerializer,
     GenerationCreateSerializer,
@@ -25,6 +28,17 @@ from project.errors import BackendNotConfigured
 from project.schema import ERROR_RESPONSES
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _note_tokens(request: Request, generation: Generation) -> None:
+    """Tokens spent upstream, for the request log: none for an answer from the cache."""
+    if not generation.cached:
+        note_usage(
+            request,
+            model=generation.model,
+            prompt_tokens=generation.prompt_tokens,
+            completion_tokens=generation.completion_tokens,
+        )
 
 
 def _event_stream(events: Any) -> StreamingHttpResponse:
@@ -55,6 +69,7 @@ class SentimentViewSet(viewsets.GenericViewSet):
         data = params.validated_data
         texts = data["texts"] if "texts" in data else [data["text"]]
         call, results = text_services.sentiment_create(user=request.user, texts=texts)
+        note_usage(request, prompt_tokens=call.prompt_tokens, completion_tokens=call.completion_tokens)
         body = {"id": call.pk, "results": results} if "texts" in data else {"id": call.pk, **results[0]}
         return Response(body, status=status.HTTP_201_CREATED)
 
@@ -78,10 +93,14 @@ class GenerationViewSet(viewsets.GenericViewSet):
         )
         if stream:
             events = text_services.completion_stream(
-                user=request.user, request=generation, render=text_services.GenerationEvents()
+                user=request.user,
+                request=generation,
+                render=text_services.GenerationEvents(),
+                on_finish=functools.partial(_note_tokens, request),
             )
             return _event_stream(events)
         answer = text_services.completion_create(user=request.user, request=generation)
+        _note_tokens(request, answer.generation)
         body = {
             "id": answer.generation.pk,
             "text": answer.text,
@@ -123,7 +142,13 @@ class OpenAIChatCompletionsView(APIView):
         data.setdefault("model", settings.OPENAI_MODEL)
         generation = text_services.GenerationRequest(route="chat.completions", params=data, stream=stream)
         if stream:
-            render = text_services.OpenAIEvents(include_usage=include_usage)
-            return _event_stream(text_services.completion_stream(user=request.user, request=generation, render=render))
+            events = text_services.completion_stream(
+                user=request.user,
+                request=generation,
+                render=text_services.OpenAIEvents(include_usage=include_usage),
+                on_finish=functools.partial(_note_tokens, request),
+            )
+            return _event_stream(events)
         answer = text_services.completion_create(user=request.user, request=generation)
+        _note_tokens(request, answer.generation)
         return Response(answer.completion)
