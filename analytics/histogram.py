@@ -33,15 +33,22 @@ def representative_ms(index: int) -> float:
     return RATIO ** (index - 0.5)
 
 
-def percentile(counts: Sequence[int], q: float) -> float | None:
-    """The q-quantile (0 < q <= 1) by nearest rank, from bin counts; None when empty."""
+def percentiles(counts: Sequence[int], qs: Sequence[float]) -> list[float | None]:
+    """The q-quantiles (0 < q <= 1, ascending) by nearest rank, in one pass over the bins."""
     total = sum(counts)
     if total == 0:
-        return None
-    rank = max(1, math.ceil(q * total))
+        return [None] * len(qs)
+    ranks = [max(1, math.ceil(q * total)) for q in qs]
+    found: list[float | None] = []
     seen = 0
     for index, count in enumerate(counts):
         seen += count
-        if seen >= rank:
-            return round(representative_ms(index), 3)
-    return round(representative_ms(BINS - 1), 3)  # unreachable: the counts add up to total
+        while len(found) < len(ranks) and seen >= ranks[len(found)]:
+            found.append(round(representative_ms(index), 3))
+        if len(found) == len(ranks):
+            break
+    return found
+
+
+def percentile(counts: Sequence[int], q: float) -> float | None:
+    return percentiles(counts, [q])[0]

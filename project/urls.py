@@ -10,6 +10,7 @@ from project import health
 api_v1 = [
     path("", include("accounts.urls")),
     path("", include("inference.urls")),
+    path("", include("analytics.urls")),
 ]
 
 urlpatterns = [

@@ -148,6 +148,10 @@ RESPONSE_CACHE_SECONDS = env.int("RESPONSE_CACHE_SECONDS", default=3600)
 # Keep prompts, texts and generated output in the database (off keeps payloads out of it).
 STORE_TEXTS = env.bool("STORE_TEXTS", default=True)
 
+# --- Analytics ------------------------------------------------------------------------
+ANALYTICS_MAX_DAYS = env.int("ANALYTICS_MAX_DAYS", default=400)  # the longest period one query may cover
+ANALYTICS_MAX_HOURLY_DAYS = env.int("ANALYTICS_MAX_HOURLY_DAYS", default=14)  # longest period in hourly buckets
+
 # Client address: REMOTE_ADDR, unless this many trusted proxies stand in front of the
 # service, in which case the address they appended to X-Forwarded-For is used.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)

@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from rest_framework import serializers
+
+from analytics.models import Dimension
+from analytics.selectors import Period
+
+GROUPS = [Dimension.ENDPOINT, Dimension.MODEL, Dimension.USER, Dimension.API_KEY, Dimension.STATUS]
+
+
+def _floor_hour(moment: Any) -> Any:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _floor_day(moment: Any) -> Any:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+class PeriodSerializer(serializers.Serializer):
+    """start and end (ISO 8601), widened to whole hours: the rollups' resolution."""
+
+    start = serializers.DateTimeField(required=False, help_text="Default: 30 days before end (a day for hourly).")
+    end = serializers.DateTimeField(required=False, help_text="Default: now.")
+
+    default_span = timedelta(days=30)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        end = attrs.get("end") or timezone.now()
+        # By default whole days (midnight UTC), which the day rollups answer directly.
+        start = attrs.get("start") or _floor_day(end - self.default_span_for(attrs))
+        if start >= end:
+            raise serializers.ValidationError({"start": ["Must be before end."]})
+        if end - start > timedelta(days=settings.ANALYTICS_MAX_DAYS):
+            raise serializers.ValidationError({"start": [f"At most {settings.ANALYTICS_MAX_DAYS} days per query."]})
+        ceil_end = _floor_hour(end) + (timedelta(hours=1) if end != _floor_hour(end) else timedelta())
+        attrs["period"] = Period(start=_floor_hour(start), end=ceil_end)
+        return attrs
+
+    def default_span_for(self, attrs: dict[str, Any]) -> timedelta:
+        return self.default_span
+
+
+class UsageParamsSerializer(PeriodSerializer):
+    interval = serializers.ChoiceField(choices=["hour", "day"], default="day")
+    group_by = serializers.ChoiceField(choices=GROUPS, required=False)
+
+    def default_span_for(self, attrs: dict[str, Any]) -> timedelta:
+        return timedelta(days=1) if attrs.get("interval") == "hour" else self.default_span
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        period = attrs["period"]
+        limit = settings.ANALYTICS_MAX_HOURLY_DAYS
+        if attrs["interval"] == "hour" and period.end - period.start > timedelta(days=limit):
+            raise serializers.ValidationError(
+                {"interval": [f"Hourly buckets cover at most {limit} days; use interval=day for longer periods."]}
+            )
+        return attrs
+
+
+class LatencySerializer(serializers.Serializer):
+    p50 = serializers.FloatField(allow_null=True)
+    p95 = serializers.FloatField(allow_null=True)
+    p99 = serializers.FloatField(allow_null=True)
+    mean = serializers.FloatField(allow_null=True)
+
+
+class TokensSerializer(serializers.Serializer):
+    prompt = serializers.IntegerField()
+    completion = serializers.IntegerField()
+    total = serializers.IntegerField()
+
+
+class EndpointUsageSerializer(serializers.Serializer):
+    endpoint = serializers.CharField()
+    requests = serializers.IntegerField()
+    errors = serializers.IntegerField()
+    error_rate = serializers.FloatField()
+    p95_ms = serializers.FloatField(allow_null=True)
+
+
+class ModelUsageSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    requests = serializers.IntegerField()
+    predictions = serializers.IntegerField()
+    rows = serializers.IntegerField()
+    errors = serializers.IntegerField()
+    p95_ms = serializers.FloatField(allow_null=True)
+
+
+class UserUsageSerializer(serializers.Serializer):
+    user_id = serializers.IntegerField()
+    username = serializers.CharField()
+    requests = serializers.IntegerField()
+    errors = serializers.IntegerField()
+    tokens = serializers.IntegerField()
+
+
+class SummarySerializer(serializers.Serializer):
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    requests = serializers.IntegerField()
+    errors = serializers.IntegerField(help_text="Answers with status 400 and up.")
+    server_errors = serializers.IntegerField(help_text="Answers with status 500 and up.")
+    error_rate = serializers.FloatField()
+    latency_ms = LatencySerializer()
+    predictions = serializers.IntegerField()
+    rows = serializers.IntegerField()
+    tokens = TokensSerializer()
+    by_endpoint = EndpointUsageSerializer(many=True)
+    by_model = ModelUsageSerializer(many=True)
+    top_users = UserUsageSerializer(many=True)
+    aggregated_until = serializers.DateTimeField(allow_null=True)
+
+
+class SeriesPointSerializer(serializers.Serializer):
+    bucket = serializers.DateTimeField()
+    group = serializers.CharField()
+    requests = serializers.IntegerField()
+    errors = serializers.IntegerField()
+    p50_ms = serializers.FloatField(allow_null=True)
+    p95_ms = serializers.FloatField(allow_null=True)
+    p99_ms = serializers.FloatField(allow_null=True)
+    rows = serializers.IntegerField()
+    predictions = serializers.IntegerField()
+    tokens = serializers.IntegerField()
+
+
+class UsageSerializer(serializers.Serializer):
+    interval = serializers.CharField()
+    group_by = serializers.CharField(allow_null=True)
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    series = SeriesPointSerializer(many=True)
