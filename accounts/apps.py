@@ -6,4 +6,4 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and API keys"
 
     def ready(self) -> None:
-        from accounts import schema  # noqa: F401  registers the OpenAPI auth extensions
+        from accounts import checks, schema  # noqa: F401  registers system checks and OpenAPI extensions

@@ -23,13 +23,18 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.http import HttpRequest
 from django_ratelimit.core import _split_rate, get_usage
+from django_redis.exceptions import ConnectionInterrupted
+from redis.exceptions import RedisError
 
 from project.errors import ServiceUnavailable
 from project.http import client_ip
 
 logger = logging.getLogger(__name__)
 
-RATE_PATTERN = re.compile(r"^[1-9]\d*/\d*[smhd]$")
+# A count, then a period of at most 999 units; zero periods and absurd windows are refused here,
+# not discovered as errors inside django-ratelimit or Redis on some later request.
+RATE_PATTERN = re.compile(r"^[1-9]\d{0,8}/([1-9]\d{0,2})?[smhd]$")
+STORE_ERRORS = (RedisError, ConnectionInterrupted, OSError)
 _RETRY_STORE_AFTER_SECONDS = 5.0
 _store_down_until = 0.0
 
@@ -62,7 +67,7 @@ def rate_limit_hit(*, request: HttpRequest, group: str, who: str, rate: str) -> 
         return _store_unavailable(None)
     try:
         usage = get_usage(request, group=group, key=lambda _group, _request: who, rate=rate, increment=True)
-    except Exception as exc:  # redis-py, django-redis and socket errors alike
+    except STORE_ERRORS as exc:  # only the store being unreachable; anything else is a bug
         _store_down_until = time.monotonic() + _RETRY_STORE_AFTER_SECONDS
         return _store_unavailable(exc)
     if usage is None:  # RATELIMIT_ENABLE is off

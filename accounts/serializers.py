@@ -88,6 +88,13 @@ class ApiKeyCreateSerializer(serializers.Serializer):
         required=False, allow_blank=True, max_length=20, help_text='Its own rate limit, e.g. "100/m" or "10/s".'
     )
 
+    def validate_user(self, value: Any) -> Any:
+        creator = self.context.get("creator")
+        if (value.is_staff or value.is_superuser) and not (creator and creator.is_superuser):
+            # A key acts as its owner: a key for a staff account is a staff credential.
+            raise serializers.ValidationError("Only a superuser can make keys for staff accounts.")
+        return value
+
     def validate_expires_at(self, value: Any) -> Any:
         if value is not None and value <= timezone.now():
             raise serializers.ValidationError("Must be in the future.")

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework_simplejwt import views as jwt
 
 from accounts import selectors, services
-from accounts.permissions import IsStaff
+from accounts.permissions import IsStaff, NotWithApiKey
 from accounts.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
@@ -69,11 +69,11 @@ class ApiKeyViewSet(viewsets.GenericViewSet):
 
     def get_permissions(self) -> list:
         if self.action in ("create", "revoke"):
-            return [IsAuthenticated(), IsStaff()]
+            return [IsAuthenticated(), IsStaff(), NotWithApiKey()]
         return super().get_permissions()
 
     def create(self, request: Request) -> Response:
-        params = ApiKeyCreateSerializer(data=request.data)
+        params = ApiKeyCreateSerializer(data=request.data, context={"creator": request.user})
         params.is_valid(raise_exception=True)
         created = services.api_key_create(created_by=request.user, **params.validated_data)
         body = {"key": created.key, **ApiKeySerializer(created.api_key).data}

@@ -40,7 +40,8 @@ def _text(value: str, limit: int) -> str:
 
 def _content_length(request: HttpRequest) -> int:
     try:
-        return max(int(request.META.get("CONTENT_LENGTH") or 0), 0)
+        # Clamped to the column: a client-claimed length must not lose the row.
+        return min(max(int(request.META.get("CONTENT_LENGTH") or 0), 0), 2**31 - 1)
     except ValueError:
         return 0
 
@@ -78,7 +79,7 @@ def request_log_create(
             client_ip=client_ip(request) or None,
             user_agent=_text(request.META.get("HTTP_USER_AGENT", ""), 256),
             request_bytes=_content_length(request),
-            response_bytes=response_bytes,
+            response_bytes=min(response_bytes, 2**31 - 1),
             model=usage.get("model", "")[:100],
             rows=usage.get("rows", 0),
             prompt_tokens=usage.get("prompt_tokens", 0),

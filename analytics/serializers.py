@@ -131,7 +131,7 @@ class SeriesPointSerializer(serializers.Serializer):
     tokens = serializers.IntegerField()
 
 
-class UsageSerializer(serializers.Serializer):
+class UsageSeriesSerializer(serializers.Serializer):
     interval = serializers.CharField()
     group_by = serializers.CharField(allow_null=True)
     start = serializers.DateTimeField()

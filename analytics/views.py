@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from analytics import selectors
 from analytics.renderers import UsageCSVRenderer
-from analytics.serializers import PeriodSerializer, SummarySerializer, UsageParamsSerializer, UsageSerializer
+from analytics.serializers import PeriodSerializer, SummarySerializer, UsageParamsSerializer, UsageSeriesSerializer
 from project.json import JSONRenderer
 from project.schema import ERROR_RESPONSES
 
@@ -35,7 +35,7 @@ class UsageView(APIView):
     @extend_schema(
         summary="Usage over time, by hour or day, optionally grouped (?format=csv for CSV)",
         parameters=[UsageParamsSerializer],
-        responses={200: UsageSerializer, **ERROR_RESPONSES},
+        responses={200: UsageSeriesSerializer, **ERROR_RESPONSES},
     )
     def get(self, request: Request) -> Response:
         params = UsageParamsSerializer(data=request.query_params)

@@ -18,7 +18,13 @@ from typing import Any
 import openai
 from django.conf import settings
 
-from project.errors import BackendNotConfigured, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from project.errors import (
+    BackendNotConfigured,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +76,10 @@ def upstream_errors() -> Iterator[None]:
         logger.error("upstream answered %s", exc.status_code)
         if exc.status_code in (502, 503, 504):
             raise UpstreamUnavailable() from None
+        if exc.status_code in (400, 404, 413, 422):
+            # The request itself was refused (an unknown model, a prompt over its context...):
+            # the client's to fix. The upstream's own words stay here.
+            raise UpstreamRejected() from None
         raise UpstreamError(f"The upstream model server answered {exc.status_code}.") from None
     except openai.APIConnectionError as exc:
         logger.error("cannot reach upstream: %s", exc.__class__.__name__)
@@ -102,6 +112,11 @@ class Usage:
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
         }
+
+
+def usage_from_dict(raw: dict[str, Any] | None) -> Usage:
+    raw = raw or {}
+    return Usage(prompt_tokens=raw.get("prompt_tokens") or 0, completion_tokens=raw.get("completion_tokens") or 0)
 
 
 def usage_of(raw: Any) -> Usage:

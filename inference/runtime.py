@@ -34,6 +34,7 @@ def model_path(relative: str) -> Path:
 class PredictionResult:
     predictions: list[Any]
     probabilities: list[dict[str, float]] | None
+    finite: bool = True  # False when any output is NaN or infinite (JSON and jsonb cannot hold it)
 
 
 @dataclass(frozen=True)
@@ -42,13 +43,20 @@ class LoadedModel:
     classes: list[Any] | None
 
     def predict(self, rows: np.ndarray) -> PredictionResult:
-        predictions = self.estimator.predict(rows).tolist()
+        # Overflow is checked for below (finite), rather than warned about on every such call.
+        with np.errstate(all="ignore"):
+            return self._predict(rows)
+
+    def _predict(self, rows: np.ndarray) -> PredictionResult:
+        raw = self.estimator.predict(rows)
+        finite = not np.issubdtype(raw.dtype, np.floating) or bool(np.isfinite(raw).all())
         probabilities = None
         if self.classes is not None and hasattr(self.estimator, "predict_proba"):
             keys = [str(label) for label in self.classes]
-            matrix = self.estimator.predict_proba(rows).tolist()
-            probabilities = [dict(zip(keys, row, strict=True)) for row in matrix]
-        return PredictionResult(predictions=predictions, probabilities=probabilities)
+            matrix = self.estimator.predict_proba(rows)
+            finite = finite and bool(np.isfinite(matrix).all())
+            probabilities = [dict(zip(keys, row, strict=True)) for row in matrix.tolist()]
+        return PredictionResult(predictions=raw.tolist(), probabilities=probabilities, finite=finite)
 
 
 @dataclass(frozen=True)

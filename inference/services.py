@@ -18,6 +18,7 @@ from inference import runtime
 from inference.features import rows_to_matrix
 from inference.models import ModelVersion, Prediction, model_name_validator
 from inference.selectors import model_version_get
+from project.errors import InvalidInput
 
 
 class RegistrationError(Exception):
@@ -121,6 +122,12 @@ def prediction_create(
     started = time.perf_counter()
     result = loaded.predict(matrix)
     latency_ms = (time.perf_counter() - started) * 1000
+    if not result.finite:
+        # e.g. features near 1e308 overflow the model's arithmetic: the inputs are out of range.
+        raise InvalidInput(
+            "The model's output is not a finite number for these inputs; are the features in range?",
+            details={"instances" if instances is not None else "features": ["values out of the model's range"]},
+        )
     return Prediction.objects.create(
         user=user,
         model_version=model_version,

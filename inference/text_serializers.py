@@ -99,8 +99,14 @@ class GenerationCreateSerializer(serializers.Serializer):
     def validate_stream(self, value: Any) -> bool:
         return bool(value)
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        limit = settings.GENERATION_MAX_PROMPT_CHARS
+        if len(attrs["prompt"]) + len(attrs.get("system", "")) > limit:
+            raise serializers.ValidationError({"system": [f"Prompt and system together: at most {limit} characters."]})
+        return attrs
 
-class UsageSerializer(serializers.Serializer):
+
+class TokenUsageSerializer(serializers.Serializer):
     prompt_tokens = serializers.IntegerField()
     completion_tokens = serializers.IntegerField()
     total_tokens = serializers.IntegerField()
@@ -111,7 +117,7 @@ class GenerationSerializer(serializers.Serializer):
     text = serializers.CharField()
     model = serializers.CharField()
     finish_reason = serializers.CharField()
-    usage = UsageSerializer()
+    usage = TokenUsageSerializer()
     cached = serializers.BooleanField()
 
 
@@ -126,10 +132,14 @@ class ChatMessageSerializer(serializers.Serializer):
     tool_calls = serializers.JSONField(required=False)
 
 
+class StreamOptionsSerializer(serializers.Serializer):
+    include_usage = serializers.BooleanField(required=False, default=False)
+
+
 class ChatCompletionSerializer(serializers.Serializer):
     """The chat-completions parameters this gateway passes on; anything else is dropped."""
 
-    model = StrictCharField(required=False, max_length=200)
+    model = StrictCharField(required=False, max_length=100)
     messages = ChatMessageSerializer(many=True, allow_empty=False)
     max_tokens = serializers.IntegerField(required=False, min_value=1, validators=[validate_max_tokens])
     max_completion_tokens = serializers.IntegerField(required=False, min_value=1, validators=[validate_max_tokens])
@@ -145,7 +155,7 @@ class ChatCompletionSerializer(serializers.Serializer):
     tool_choice = serializers.JSONField(required=False)
     user = serializers.CharField(required=False, max_length=200)
     stream = serializers.BooleanField(required=False, default=False)
-    stream_options = serializers.JSONField(required=False)
+    stream_options = StreamOptionsSerializer(required=False)
 
     def validate_messages(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         size = sum(len(str(m.get("content") or "")) for m in value)

@@ -18,7 +18,7 @@ from django.contrib.auth.models import AbstractUser
 
 from inference import llm, sentiment
 from inference.models import Generation, SentimentCall
-from inference.response_cache import cache_key, cached_answer, remember_answer
+from inference.response_cache import cache_key, cached_answer, cached_answers, remember_answer, remember_answers
 from project.db import release_connection
 from project.errors import AppError
 from project.json import dumps
@@ -41,8 +41,9 @@ def sentiment_create(*, user: AbstractUser, texts: list[str]) -> tuple[Sentiment
     started = time.perf_counter()
     backend = settings.SENTIMENT_BACKEND
     model = "vader" if backend == "local" else settings.SENTIMENT_OPENAI_MODEL
-    keys = [cache_key("sentiment", backend=backend, model=model, text=text) for text in texts]
-    answers: list[dict[str, Any] | None] = [cached_answer(key) for key in keys]
+    keys = [cache_key("sentiment", user=user.pk, backend=backend, model=model, text=text) for text in texts]
+    found = cached_answers(keys)
+    answers: list[dict[str, Any] | None] = [found.get(key) for key in keys]
     missing = [i for i, answer in enumerate(answers) if answer is None]
 
     batch_backend, usage = backend, llm.Usage()
@@ -51,11 +52,13 @@ def sentiment_create(*, user: AbstractUser, texts: list[str]) -> tuple[Sentiment
             release_connection()
         batch = sentiment.analyse([texts[i] for i in missing], backend=backend)
         batch_backend, usage = batch.backend, batch.usage
+        fresh = {}
         for index, result in zip(missing, batch.results, strict=True):
             answers[index] = result.as_dict()
             # A hybrid fallback answer is not what the configured backend would say: keep it out.
             if result.backend == backend or backend == "local":
-                remember_answer(keys[index], answers[index], seconds=settings.RESPONSE_CACHE_SECONDS)
+                fresh[keys[index]] = answers[index]
+        remember_answers(fresh, seconds=settings.RESPONSE_CACHE_SECONDS)
     results = [{**answer, "cached": i not in missing} for i, answer in enumerate(answers)]
     call = SentimentCall.objects.create(
         user=user,
@@ -123,19 +126,22 @@ def _record(
     model: str | None = None,
 ) -> Generation:
     store = settings.STORE_TEXTS
+    # Tokens spent upstream: none for an answer from the cache. Values the upstream chose are
+    # cut to the columns' sizes: a long model path must not lose the record.
+    spent = llm.Usage() if cached else usage
     return Generation.objects.create(
         user=user,
         route=request.route,
-        model=model or request.model,
+        model=(model or request.model)[:100],
         prompt=request.params["messages"] if store else None,
         output=output if store else None,
         max_tokens=request.params.get("max_tokens") or request.params.get("max_completion_tokens"),
         temperature=request.params.get("temperature"),
         stream=request.stream,
         cached=cached,
-        finish_reason=finish_reason or "",
-        prompt_tokens=usage.prompt_tokens,
-        completion_tokens=usage.completion_tokens,
+        finish_reason=(finish_reason or "")[:30],
+        prompt_tokens=max(spent.prompt_tokens, 0),
+        completion_tokens=max(spent.completion_tokens, 0),
         error_code=error_code,
         latency_ms=_elapsed_ms(started),
     )
@@ -152,7 +158,7 @@ class CompletionAnswer:
 def completion_create(*, user: AbstractUser, request: GenerationRequest) -> CompletionAnswer:
     """A non-streaming completion, from the cache when the request is deterministic."""
     started = time.perf_counter()
-    key = cache_key("completion", **request.params) if request.cacheable else None
+    key = cache_key("completion", user=user.pk, **request.params) if request.cacheable else None
     completion = cached_answer(key) if key else None
     cached = completion is not None
     if completion is None:

@@ -10,13 +10,14 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from project.errors import AppError, PayloadTooLarge, error_body
+from project.errors import AppError, DatabaseUnavailable, PayloadTooLarge, error_body
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,12 @@ def _from_drf(exc: drf.APIException) -> tuple[int, str, str, dict[str, Any]]:
         detail = exc.detail
         details = detail if isinstance(detail, dict) else {"non_field_errors": detail}
         return exc.status_code, code, "Invalid input.", details
-    return exc.status_code, code, str(exc.detail), {}
+    detail = exc.detail
+    if isinstance(detail, dict):  # simplejwt's InvalidToken carries a dict with its own "detail"
+        detail = detail.get("detail", "")
+    elif isinstance(detail, list):
+        detail = detail[0] if detail else ""
+    return exc.status_code, code, str(detail), {}
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
@@ -54,6 +60,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         status, code, message, details = 404, "not_found", "Not found.", {}
     elif isinstance(exc, PermissionDenied):
         status, code, message, details = 403, "permission_denied", "You do not have permission to do this.", {}
+    elif isinstance(exc, (OperationalError, InterfaceError)):
+        logger.error("database unavailable: %s", exc.__class__.__name__)
+        status, code, message, details = 503, DatabaseUnavailable.code, DatabaseUnavailable.default_message, {}
     elif isinstance(exc, RequestDataTooBig):
         status, code, message, details = 413, PayloadTooLarge.code, PayloadTooLarge.default_message, {}
     elif isinstance(exc, drf.APIException):

@@ -66,6 +66,20 @@ class UpstreamError(AppError):
     default_message = "The upstream model server failed."
 
 
+class UpstreamRejected(AppError):
+    status_code = 400
+    code = "upstream_rejected"
+    default_message = (
+        "The upstream model server refused this request (for example an unknown model, or a prompt "
+        "longer than its context)."
+    )
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    code = "database_unavailable"
+    default_message = "The database is unavailable; try again shortly."
+
+
 class UpstreamUnavailable(AppError):
     status_code = 503
     code = "upstream_unavailable"

@@ -3,29 +3,46 @@
 from __future__ import annotations
 
 import ipaddress
+from functools import cache
 
 from django.conf import settings
 from django.http import HttpRequest
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-def _valid_ip(value: str) -> str:
+
+@cache
+def _trusted(proxies: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(p, strict=False) for p in proxies)
+
+
+def _address(value: str) -> IPAddress | None:
     try:
-        return str(ipaddress.ip_address(value))
+        return ipaddress.ip_address(value.strip())
     except ValueError:
-        return ""
+        return None
 
 
 def client_ip(request: HttpRequest) -> str:
     """The client's address, or "" when none can be trusted.
 
-    X-Forwarded-For can be written by anyone, so it is read only when TRUSTED_PROXY_COUNT
-    proxies are known to stand in front of us, and then only the entry the outermost trusted
-    proxy appended (counting from the right), never the spoofable leftmost one.
+    X-Forwarded-For can be written by anyone, so it is read only when the connection comes
+    from a proxy in TRUSTED_PROXIES, and then from the right: each trusted proxy's entry is
+    skipped, and the first address that is not a trusted proxy is the client (the entries
+    left of it are whatever the client chose to write).
     """
-    remote = request.META.get("REMOTE_ADDR", "")
-    hops = settings.TRUSTED_PROXY_COUNT
-    if hops > 0:
-        forwarded = [p.strip() for p in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if p.strip()]
-        if len(forwarded) >= hops:
-            return _valid_ip(forwarded[-hops])
-    return _valid_ip(remote)
+    networks = _trusted(tuple(settings.TRUSTED_PROXIES))
+    remote = _address(request.META.get("REMOTE_ADDR", ""))
+    if remote is None:
+        return ""
+    if not any(remote in network for network in networks):
+        return str(remote)
+    hops = [part for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    for hop in reversed(hops):
+        address = _address(hop)
+        if address is None:
+            return ""
+        if not any(address in network for network in networks):
+            return str(address)
+    return str(remote)

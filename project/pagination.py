@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination, PageNumberPagination
 from rest_framework.request import Request
@@ -16,10 +17,12 @@ class NewestFirstPagination(CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 500
 
-    def decode_cursor(self, request: Request) -> Any:
+    def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> Any:
         try:
-            return super().decode_cursor(request)
-        except NotFound:  # DRF answers a mangled cursor with 404; it is bad input
+            return super().paginate_queryset(queryset, request, view)
+        # DRF answers a mangled cursor with 404, and a well-encoded one with a bad position
+        # fails in the query: both are bad input.
+        except (NotFound, DjangoValidationError):
             raise InvalidInput("Invalid cursor.", details={"cursor": ["Invalid cursor."]}) from None
 
 

@@ -152,9 +152,10 @@ STORE_TEXTS = env.bool("STORE_TEXTS", default=True)
 ANALYTICS_MAX_DAYS = env.int("ANALYTICS_MAX_DAYS", default=400)  # the longest period one query may cover
 ANALYTICS_MAX_HOURLY_DAYS = env.int("ANALYTICS_MAX_HOURLY_DAYS", default=14)  # longest period in hourly buckets
 
-# Client address: REMOTE_ADDR, unless this many trusted proxies stand in front of the
-# service, in which case the address they appended to X-Forwarded-For is used.
-TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# Client address: REMOTE_ADDR, unless the connection comes from one of these proxies
+# (addresses or networks, e.g. "10.0.0.0/8"); then the nearest X-Forwarded-For entry that is
+# not itself a trusted proxy.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 
 # --- REST framework -------------------------------------------------------------------
 REST_FRAMEWORK = {

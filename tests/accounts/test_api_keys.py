@@ -144,6 +144,9 @@ def test_non_staff_see_only_their_own_keys(client_for, alice, bob, staff):
         ({"user": "alice", "name": "x" * 101}, "name"),
         ({"user": "alice", "name": "x", "rate": "lots"}, "rate"),
         ({"user": "alice", "name": "x", "rate": "0/m"}, "rate"),
+        ({"user": "alice", "name": "x", "rate": "5/0m"}, "rate"),
+        ({"user": "alice", "name": "x", "rate": "1/99999999999999999d"}, "rate"),
+        ({"user": "staff", "name": "x"}, "user"),
         ({"user": "alice", "name": "x", "expires_at": "2001-01-01T00:00:00Z"}, "expires_at"),
         ({"user": "alice", "name": "x", "expires_at": "soon"}, "expires_at"),
     ],
@@ -182,3 +185,22 @@ def test_admin_shows_the_key_once_after_saving(client, staff, alice):
     # And it is not on the key's page afterwards.
     page = client.get(f"/admin/accounts/apikey/{api_key.pk}/change/")
     assert key not in page.content.decode()
+
+
+def test_a_staff_api_key_cannot_manage_keys(client_for, staff, alice, anon):
+    staff.is_superuser = True
+    staff.save()
+    created = make_key(client_for, staff, user="staff")
+    anon.credentials(HTTP_X_API_KEY=created["key"])
+    assert anon.get(KEYS).status_code == 200  # reading is fine
+    response = anon.post(KEYS, {"user": "alice", "name": "minted"}, format="json")
+    assert response.status_code == 403
+    assert anon.post(f"{KEYS}{created['id']}/revoke/").status_code == 403
+
+
+def test_only_a_superuser_makes_keys_for_staff(client_for, staff, db):
+    from django.contrib.auth import get_user_model
+
+    root = get_user_model().objects.create_superuser("root", password="x" * 20)
+    assert client_for(staff).post(KEYS, {"user": "staff", "name": "k"}, format="json").status_code == 400
+    assert client_for(root).post(KEYS, {"user": "staff", "name": "k"}, format="json").status_code == 201

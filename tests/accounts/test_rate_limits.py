@@ -97,7 +97,7 @@ def test_the_token_route_is_limited_per_address_whatever_x_forwarded_for_says(an
 
 
 def test_behind_a_trusted_proxy_the_forwarded_address_is_limited(anon, db, rates, settings):
-    settings.TRUSTED_PROXY_COUNT = 1
+    settings.TRUSTED_PROXIES = ["127.0.0.0/8"]
     rates(**{"login-ip": "2/d", "login-username": "100/d"})
     for n in range(2):
         anon.post(TOKEN, {"username": f"u{n}", "password": "x"}, format="json", HTTP_X_FORWARDED_FOR="203.0.113.5")
@@ -152,3 +152,17 @@ def test_exactly_the_limit_gets_through_across_gunicorn_workers(gunicorn_server,
         codes = list(pool.map(call, range(attempts)))
     assert codes.count(200) == limit
     assert codes.count(429) == attempts - limit
+
+
+def test_a_bad_rate_in_the_settings_stops_the_start(db, settings):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "generation": "lots/m"}
+    with pytest.raises(SystemCheckError, match=r"accounts\.E001"):
+        call_command("check")
+
+
+def test_sentiment_through_an_upstream_is_limited_like_generation(client_for, alice, fake_openai, rates, settings):
+    settings.SENTIMENT_BACKEND = "openai"
+    rates(generation="1/d", default="100/d")
+    client = client_for(alice)
+    assert client.post("/api/v1/sentiment/", {"text": "I love it"}, format="json").status_code == 201
+    assert client.post("/api/v1/sentiment/", {"text": "I hate it"}, format="json").status_code == 429

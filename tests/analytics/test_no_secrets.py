@@ -7,16 +7,32 @@ import logging
 import pytest
 from django.db import connection
 from django_redis import get_redis_connection
+from rest_framework.test import APIClient
 
+from accounts.services import api_key_create
 from tests.conftest import PASSWORD
+from tests.support.fake_openai import LEAKY_KEY
+
+UPSTREAM_KEY = "sk-test-upstream-key"  # what the fake_openai fixture configures
 
 WRONG_PASSWORD = "not-the-password-but-still-a-secret-7f3a"
 
 
 @pytest.fixture
-def session_secrets(anon, alice, caplog) -> list[str]:
-    """Log in, refresh, use the tokens and log out, as a client would; returns every secret sent."""
+def session_secrets(anon, alice, caplog, fake_openai) -> list[str]:
+    """Log in, refresh, use the tokens and log out, as a client would; use an API key both ways,
+    and the upstream (once failing, with its own key in its error body); returns every secret."""
     caplog.set_level(logging.DEBUG)
+    key = api_key_create(user=alice, name="secret test", created_by=None).key
+    for headers in ({"HTTP_X_API_KEY": key}, {"HTTP_AUTHORIZATION": f"Bearer {key}"}):
+        keyed = APIClient()
+        keyed.credentials(**headers)
+        assert keyed.post("/api/v1/generations/", {"prompt": "hello"}, format="json").status_code == 201
+    fake_openai.mode = "500"
+    keyed.credentials(HTTP_X_API_KEY=key)
+    assert keyed.post("/api/v1/generations/", {"prompt": "hello"}, format="json").status_code == 502
+    fake_openai.mode = "ok"
+
     failed = anon.post("/api/v1/auth/token/", {"username": "alice", "password": WRONG_PASSWORD}, format="json")
     assert failed.status_code == 401
 
@@ -44,7 +60,7 @@ def session_secrets(anon, alice, caplog) -> list[str]:
 
     tokens = {access, refresh, new_access, new_refresh}
     signatures = {token.rsplit(".", 1)[-1] for token in tokens}
-    return [PASSWORD, WRONG_PASSWORD, "Bearer", *tokens, *signatures]
+    return [PASSWORD, WRONG_PASSWORD, "Bearer", *tokens, *signatures, key, key.split("_")[-1], UPSTREAM_KEY, LEAKY_KEY]
 
 
 def text_columns() -> list[tuple[str, str]]:

@@ -329,15 +329,16 @@ def test_the_row_of_a_request_that_fails_in_a_transaction_is_committed(
 @pytest.mark.parametrize(
     ("proxies", "forwarded_for", "expected"),
     [
-        (0, "203.0.113.7", "127.0.0.1"),  # no trusted proxy: the header is anyone's to write
-        (1, "203.0.113.7", "203.0.113.7"),
-        (1, "6.6.6.6, 203.0.113.7", "203.0.113.7"),  # the spoofed leftmost entry is ignored
-        (2, "6.6.6.6, 203.0.113.7, 10.0.0.2", "203.0.113.7"),
-        (1, "6.6.6.6,2001:db8::1", "2001:db8::1"),
+        ([], "203.0.113.7", "127.0.0.1"),  # no trusted proxy: the header is anyone's to write
+        (["10.0.0.0/8"], "203.0.113.7", "127.0.0.1"),  # a direct connection, not from the proxy
+        (["127.0.0.0/8"], "203.0.113.7", "203.0.113.7"),
+        (["127.0.0.0/8"], "6.6.6.6, 203.0.113.7", "203.0.113.7"),  # the spoofed leftmost entry is ignored
+        (["127.0.0.1", "10.0.0.0/8"], "6.6.6.6, 203.0.113.7, 10.0.0.2", "203.0.113.7"),
+        (["127.0.0.0/8"], "6.6.6.6,2001:db8::1", "2001:db8::1"),
     ],
 )
 def test_the_client_address_is_the_one_the_trusted_proxy_saw(client, settings, proxies, forwarded_for, expected):
-    settings.TRUSTED_PROXY_COUNT = proxies
+    settings.TRUSTED_PROXIES = proxies
     response = client.get("/api/v1/models/", HTTP_X_FORWARDED_FOR=forwarded_for)
     assert response.status_code == 200
     assert only_row(response).client_ip == expected
@@ -347,14 +348,14 @@ def test_the_client_address_is_the_one_the_trusted_proxy_saw(client, settings, p
 @pytest.mark.parametrize(
     ("proxies", "forwarded_for", "remote_addr"),
     [
-        (1, "6.6.6.6, not-an-address", "127.0.0.1"),
-        (1, "6.6.6.6, 203.0.113.7:8080", "127.0.0.1"),
-        (1, "6.6.6.6, " + "9" * 300, "127.0.0.1"),
-        (0, "", "unix:/run/gunicorn.sock"),
+        (["127.0.0.0/8"], "6.6.6.6, not-an-address", "127.0.0.1"),
+        (["127.0.0.0/8"], "6.6.6.6, 203.0.113.7:8080", "127.0.0.1"),
+        (["127.0.0.0/8"], "6.6.6.6, " + "9" * 300, "127.0.0.1"),
+        ([], "", "unix:/run/gunicorn.sock"),
     ],
 )
 def test_a_garbage_address_is_recorded_as_unknown_not_lost(client, settings, proxies, forwarded_for, remote_addr):
-    settings.TRUSTED_PROXY_COUNT = proxies
+    settings.TRUSTED_PROXIES = proxies
     response = client.get("/api/v1/models/", HTTP_X_FORWARDED_FOR=forwarded_for, REMOTE_ADDR=remote_addr)
     assert response.status_code == 200
     row = only_row(response)

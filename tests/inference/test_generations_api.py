@@ -110,7 +110,8 @@ def test_upstream_timeout_is_504(client_for, alice, fake_openai, settings):
 def test_retries_are_explicit(client_for, alice, fake_openai, settings):
     settings.OPENAI_MAX_RETRIES = 2
     fake_openai.mode = "500"
-    generate(client_for(alice), {"prompt": "hi"})
+    response = generate(client_for(alice), {"prompt": "hi"})
+    assert response.status_code == 502
     assert len(fake_openai.completion_calls()) == 3
 
 

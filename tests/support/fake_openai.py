@@ -103,6 +103,10 @@ class _Handler(BaseHTTPRequestHandler):
             error = {"message": f"Rate limit reached for key {LEAKY_KEY}", "type": "requests", "code": "rate_limit"}
             self._send_json(429, {"error": error}, {"retry-after": "0"})
             return
+        if mode == "400":
+            error = {"message": f"model not found for key {LEAKY_KEY}", "type": "invalid_request_error"}
+            self._send_json(400, {"error": error})
+            return
         if mode == "500":
             self._send_json(500, {"error": {"message": f"internal failure near {LEAKY_KEY}", "type": "server"}})
             return
