@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format venv clean
+.PHONY: run test lint format venv clean bench-analytics
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 or newer is needed (python3 --version)"; exit 1; }
@@ -29,6 +29,10 @@ run: $(STAMP)
 ## make test: ruff, then the whole suite on PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest
+
+## make bench-analytics: the analytics API at 1M and 10M request-log rows (PostgreSQL and Redis; ~20 min)
+bench-analytics: $(STAMP)
+	$(BIN)/python -m bench.analytics
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

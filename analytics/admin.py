@@ -42,3 +42,7 @@ class RequestLogAdmin(ReadOnlyAdmin):
     list_select_related = ("user",)
     ordering = ("-created_at",)
     readonly_fields = [f.name for f in RequestLog._meta.fields]
+
+
+# The admin's front page, with a link to the usage dashboard above the app list.
+admin.site.index_template = "admin/analytics/index.html"

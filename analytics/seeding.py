@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 from django.contrib.auth import get_user_model
@@ -157,50 +157,73 @@ def usage_seed(*, rows: int, days: float, seed: int = 7, chunk: int = 200_000) -
     return SeedResult(rows=written, predictions=predictions, start=start, end=end)
 
 
-def _lines(
-    data: dict[str, np.ndarray], chunk_start: datetime, versions: dict[str, tuple[int, int]]
-) -> tuple[list[str], list[str]]:
-    ids = os.urandom(16 * len(data["status"])).hex()  # request ids: 32 hex digits each
-    log_lines, prediction_lines = [], []
-    base = chunk_start.timestamp()
-    for i in range(len(data["status"])):
-        e = ENDPOINTS[data["endpoint"][i]]
-        created = datetime.fromtimestamp(base + data["offsets"][i], tz=UTC).isoformat()
-        anonymous = data["anonymous"][i]
-        key = int(data["key"][i])
-        user = "\\N" if anonymous else str(data["user"][i])
-        auth = "" if anonymous else ("api_key" if key else "jwt")
-        status = int(data["status"][i])
-        log_lines.append(
-            f"{ids[32 * i : 32 * i + 32]}\t{created}\t{e[0]}\t{e[2]}\t{e[1]}\t{status}\t"
-            f"{'' if status < 400 else 'seeded_error'}\t{data['latency'][i]}\t{data['bin'][i]}\t{user}\t{auth}\t"
-            f"{key or chr(92) + 'N'}\t10.1.{data['user'][i] % 250}.7\tseed_usage/1.0\t120\t300\t"
-            f"{e[5] if data['is_prediction'][i] else ''}\t{data['rows'][i]}\t{data['prompt_tokens'][i]}\t"
-            f"{data['completion_tokens'][i]}\n"
-        )
-        if data["is_prediction"][i]:
-            pk, version = versions[e[5]]
-            prediction_lines.append(
-                f"{user}\t{pk}\t{e[5]}\t{version}\t{data['rows'][i]}\t[0]\t{data['latency'][i] / 3:.3f}\t{created}\n"
-            )
-    return log_lines, prediction_lines
+def _lines(data: dict[str, np.ndarray], chunk_start: datetime, versions: dict[str, tuple[int, int]]) -> tuple[str, str]:
+    """The chunk as COPY text (tab-separated, \\N for NULL), built column by column in numpy."""
+    n = len(data["status"])
+    hex_ids = os.urandom(16 * n).hex()
+    ids = [hex_ids[32 * i : 32 * i + 32] for i in range(n)]
+    epoch_us = np.int64(chunk_start.timestamp() * 1_000_000) + (data["offsets"] * 1_000_000).astype(np.int64)
+    created = np.datetime_as_string(epoch_us.astype("datetime64[us]"), unit="us", timezone="UTC")
+    pick = data["endpoint"]
+    methods, paths, names, models = (np.array([e[i] for e in ENDPOINTS]) for i in (0, 2, 1, 5))
+    status = data["status"]
+    anonymous, key, user = data["anonymous"], data["key"], data["user"]
+    model = np.where(data["is_prediction"], models[pick], "")
+    log_columns = [
+        ids,
+        created,
+        methods[pick],
+        paths[pick],
+        names[pick],
+        status.astype(str),
+        np.where(status < 400, "", "seeded_error"),
+        np.char.mod("%.3f", data["latency"]),
+        data["bin"].astype(str),
+        np.where(anonymous, "\\N", user.astype(str)),
+        np.where(anonymous, "", np.where(key > 0, "api_key", "jwt")),
+        np.where(key > 0, key.astype(str), "\\N"),
+        np.char.add(np.char.add("10.1.", (user % 250).astype(str)), ".7"),
+        np.full(n, "seed_usage/1.0"),
+        np.full(n, "120"),
+        np.full(n, "300"),
+        model,
+        data["rows"].astype(str),
+        data["prompt_tokens"].astype(str),
+        data["completion_tokens"].astype(str),
+    ]
+    logs = "".join("\t".join(row) + "\n" for row in zip(*log_columns, strict=True))
+    mask = data["is_prediction"]
+    version_pk = np.array([versions[m][0] if m else 0 for m in models])
+    version_no = np.array([versions[m][1] if m else 0 for m in models])
+    prediction_columns = [
+        user[mask].astype(str),
+        version_pk[pick][mask].astype(str),
+        model[mask],
+        version_no[pick][mask].astype(str),
+        data["rows"][mask].astype(str),
+        np.full(int(mask.sum()), "[0]"),
+        np.char.mod("%.3f", data["latency"][mask] / 3),
+        created[mask],
+    ]
+    predictions = "".join("\t".join(row) + "\n" for row in zip(*prediction_columns, strict=True))
+    return logs, predictions
 
 
 def _copy(data: dict[str, np.ndarray], chunk_start: datetime, versions: dict[str, tuple[int, int]]) -> int:
-    log_lines, prediction_lines = _lines(data, chunk_start, versions)
+    logs, predictions = _lines(data, chunk_start, versions)
     with transaction.atomic(), connection.cursor() as cursor:
         raw = cursor.cursor  # psycopg's own cursor, for COPY
         with raw.copy(f"COPY analytics_requestlog ({_LOG_COLUMNS}) FROM STDIN") as copy:
-            copy.write("".join(log_lines))
+            copy.write(logs)
         with raw.copy(f"COPY inference_prediction ({_PREDICTION_COLUMNS}) FROM STDIN") as copy:
-            copy.write("".join(prediction_lines))
-    return len(prediction_lines)
+            copy.write(predictions)
+    return predictions.count("\n")
 
 
 def _bulk(data: dict[str, np.ndarray], chunk_start: datetime, versions: dict[str, tuple[int, int]]) -> int:
-    log_lines, prediction_lines = _lines(data, chunk_start, versions)
+    log_text, prediction_text = _lines(data, chunk_start, versions)
     logs, predictions = [], []
-    for line in log_lines:
+    for line in log_text.splitlines():
         f = line.rstrip("\n").split("\t")
         logs.append(
             RequestLog(
@@ -226,7 +249,7 @@ def _bulk(data: dict[str, np.ndarray], chunk_start: datetime, versions: dict[str
                 completion_tokens=int(f[19]),
             )
         )
-    for line in prediction_lines:
+    for line in prediction_text.splitlines():
         f = line.rstrip("\n").split("\t")
         predictions.append(
             Prediction(

@@ -286,3 +286,13 @@ def usage_series(*, user: AbstractUser, period: Period, interval: str, group_by:
             }
         )
     return series
+
+
+def usage_top(*, user: AbstractUser, period: Period, dimension: str, limit: int = 10) -> list[tuple[str, Totals]]:
+    """The busiest values of one dimension over the period (by requests), with readable names."""
+    scope = _scope(user)
+    grouped = _totals(scope=scope, dimensions=(dimension,), period=period, interval=None, until=_aggregated_until())
+    ranked = sorted(((value, t) for (_, value), t in grouped[dimension].items()), key=lambda item: -item[1].requests)
+    top = ranked[:limit]
+    labels = _labels(dimension, [value for value, _ in top])
+    return [(labels[value], t) for value, t in top]

@@ -1,0 +1,78 @@
+"""The usage dashboard inside the admin (/admin/analytics/dashboard/), for staff."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from analytics import selectors
+from analytics.aggregation import floor_day
+from analytics.charts import Point, bar_chart, column_chart, line_chart
+from analytics.models import Dimension
+from analytics.selectors import Period
+
+PERIODS = (1, 7, 30, 90)
+
+
+def _period(days: int) -> Period:
+    now = timezone.now()
+    end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    return Period(start=floor_day(now) - timedelta(days=days - 1), end=end)
+
+
+def dashboard(request: HttpRequest) -> HttpResponse:
+    try:
+        days = int(request.GET.get("days", 30))
+    except ValueError:
+        days = 30
+    days = days if days in PERIODS else 30
+    period = _period(days)
+    user = request.user
+    summary = selectors.usage_summary(user=user, period=period)
+    by_day = {p["bucket"]: p for p in selectors.usage_series(user=user, period=period, interval="day", group_by=None)}
+    day_starts = [period.start + timedelta(days=i) for i in range(days)]
+    labels = [d.strftime("%b %d") for d in day_starts]
+    daily = [by_day.get(d) for d in day_starts]
+
+    def line(values: list[float | None]) -> list[Point | None]:
+        return [None if v is None else Point(label, v) for label, v in zip(labels, values, strict=True)]
+
+    charts = [
+        column_chart(
+            "Requests per day", [Point(lbl, p["requests"] if p else 0) for lbl, p in zip(labels, daily, strict=True)]
+        ),
+        line_chart(
+            "Error rate per day (4xx and 5xx)",
+            line([round(100 * p["errors"] / p["requests"], 2) if p and p["requests"] else None for p in daily]),
+            labels,
+            unit="%",
+        ),
+        line_chart("p95 latency per day", line([p["p95_ms"] if p else None for p in daily]), labels, unit=" ms"),
+        column_chart(
+            "Tokens per day", [Point(lbl, p["tokens"] if p else 0) for lbl, p in zip(labels, daily, strict=True)]
+        ),
+        bar_chart("Top users (requests)", [Point(u["username"], u["requests"]) for u in summary["top_users"]]),
+        bar_chart(
+            "Top API keys (requests)",
+            [
+                Point(label, t.requests)
+                for label, t in selectors.usage_top(user=user, period=period, dimension=Dimension.API_KEY)
+                if label != "no key"
+            ],
+        ),
+        bar_chart("Predictions per model", [Point(m["model"], m["predictions"]) for m in summary["by_model"]]),
+    ]
+    context = {
+        **admin.site.each_context(request),
+        "title": "Usage dashboard",
+        "summary": summary,
+        "charts": charts,
+        "days": days,
+        "periods": PERIODS,
+        "period": period,
+    }
+    return TemplateResponse(request, "admin/analytics/dashboard.html", context)

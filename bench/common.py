@@ -1,0 +1,97 @@
+"""Shared pieces of the benchmarks: a fresh database, the service under gunicorn, timing."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def service_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a production-like service (project.settings.prod)."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "project.settings.prod",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(48),
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "MODEL_DIR": str(ROOT / "var" / "bench-models"),
+        "LOG_LEVEL": "WARNING",
+        "SESSION_COOKIE_SECURE": "false",
+        "CSRF_COOKIE_SECURE": "false",
+        **extra,
+    }
+
+
+def fresh_database(database_url: str) -> None:
+    parts = urllib.parse.urlparse(database_url)
+    name = parts.path.lstrip("/")
+    admin = parts._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    return result.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def gunicorn(env: dict[str, str], app: str = "project.wsgi:application", *args: str) -> Iterator[str]:
+    port = free_port()
+    command = [PYTHON, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}", *args]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"{base}/healthz", timeout=1)
+                break
+            except requests.RequestException:
+                time.sleep(0.2)
+        else:
+            raise RuntimeError("the server did not start")
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def timed_gets(session: requests.Session, url: str, *, runs: int, warmup: int = 5) -> dict[str, float]:
+    for _ in range(warmup):
+        session.get(url, timeout=60).raise_for_status()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        response = session.get(url, timeout=60)
+        times.append((time.perf_counter() - started) * 1000)
+        response.raise_for_status()
+    return {"p50": statistics.median(times), "p95": percentile(times, 0.95), "max": max(times)}
