@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format venv clean bench-analytics
+.PHONY: run test lint format venv clean bench bench-analytics
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 or newer is needed (python3 --version)"; exit 1; }
@@ -29,6 +29,16 @@ run: $(STAMP)
 ## make test: ruff, then the whole suite on PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest
+
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt
+	$(BIN)/python -m pip install --quiet -r requirements-bench.txt
+	@touch $(BENCH_STAMP)
+
+## make bench: this service against the tutorial's bare Flask app (needs wrk: apt-get install wrk)
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.predict
 
 ## make bench-analytics: the analytics API at 1M and 10M request-log rows (PostgreSQL and Redis; ~20 min)
 bench-analytics: $(STAMP)

@@ -1,0 +1,162 @@
+"""make bench: this service against the tutorial's bare Flask app, side by side.
+
+Both run under gunicorn with one worker per core on the same iris model file; this service with
+its production settings (PostgreSQL, Redis, API-key auth, rate limits, request log and prediction
+committed before each answer). One load generator (wrk) drives both at a fixed concurrency,
+alternating A, B, A, B over several rounds; the ratios are per round, reported as the median
+and the spread.
+
+  - single-row throughput, full stack / bare Flask            target >= 0.5
+  - added latency at concurrency 1, p50 full - p50 bare       target <= 1 ms
+  - 1,000-row batches, rows per second, full / bare           target >= 0.8
+  - peak memory per worker with the demo models loaded        reported
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+from pathlib import Path
+
+import requests
+
+from bench.common import ROOT, fresh_database, gunicorn, manage, service_env
+
+DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mlserve_bench_predict")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "4"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "8"))
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "16"))
+WORKERS = os.cpu_count() or 2
+ROW = [5.1, 3.5, 1.4, 0.2]
+
+SETUP = """
+from django.contrib.auth import get_user_model
+from accounts.services import api_key_create
+from inference.models import ModelVersion
+from inference.runtime import model_path
+user, _ = get_user_model().objects.get_or_create(username="bench-client")
+print(api_key_create(user=user, name="bench", created_by=None).key)
+print(model_path(ModelVersion.objects.get(name="iris", is_active=True).file))
+"""
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = os.getenv("BENCH_BODY")
+wrk.headers["Content-Type"] = "application/json"
+local key = os.getenv("BENCH_KEY")
+if key ~= nil and key ~= "" then wrk.headers["X-API-Key"] = key end
+"""
+
+
+def wrk(url: str, body: dict, *, key: str = "", connections: int, seconds: int) -> dict[str, float]:
+    """Requests per second and p50 latency (ms) from one wrk run."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT)
+    env = {**os.environ, "BENCH_BODY": json.dumps(body), "BENCH_KEY": key}
+    threads = min(connections, 2)
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name, url],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    Path(script.name).unlink()
+    if re.search(r"Non-2xx or 3xx responses: (\d+)", out):
+        raise RuntimeError(f"errors during the run:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p50.group(2)]
+    return {"rps": rps, "p50_ms": float(p50.group(1)) * scale}
+
+
+def peak_rss_mb(server_pid_hint: str) -> list[float]:
+    """VmHWM of every gunicorn worker whose command line names the app."""
+    peaks = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            status = (proc / "status").read_text()
+        except OSError:
+            continue
+        if server_pid_hint in cmdline and "gunicorn" in cmdline:
+            match = re.search(r"VmHWM:\s+(\d+) kB", status)
+            if match:
+                peaks.append(int(match.group(1)) / 1024)
+    return sorted(peaks)
+
+
+def spread(values: list[float]) -> str:
+    return f"median {statistics.median(values):.3g} (min {min(values):.3g}, max {max(values):.3g})"
+
+
+def main() -> None:
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    env = service_env(DATABASE_URL, REDIS_URL, WEB_CONCURRENCY=str(WORKERS), RATE_LIMIT_DEFAULT="100000000/m")
+    fresh_database(DATABASE_URL)
+    manage(env, "migrate", "--noinput")
+    manage(env, "train_demo_models")
+    key, model_file = manage(env, "shell", "-c", SETUP).split()[-2:]
+    flask_env = {**os.environ, "BENCH_MODEL_PATH": model_file}
+    cases = {
+        "single": ({"features": ROW}, {"model": "iris", "features": ROW}, CONCURRENCY, 1),
+        "latency": ({"features": ROW}, {"model": "iris", "features": ROW}, 1, 1),
+        "batch": ({"instances": [ROW] * 1000}, {"model": "iris", "instances": [ROW] * 1000}, CONCURRENCY, 1000),
+    }
+    results: dict[str, list[dict]] = {name: [] for name in cases}
+    memory: dict[str, list[float]] = {}
+    flask_args = ("--workers", str(WORKERS), "--chdir", str(ROOT / "bench"))
+    service_args = ("--config", "python:project.gunicorn", "--workers", str(WORKERS))
+    with (
+        gunicorn(flask_env, "flask_app:app", *flask_args) as bare,
+        gunicorn(env, "project.wsgi:application", *service_args) as full,
+    ):
+        # Both warmed: models loaded, connections open.
+        for _ in range(50):
+            requests.post(f"{bare}/predict", json={"features": ROW}, timeout=10).raise_for_status()
+            requests.post(
+                f"{full}/api/v1/predictions/", json={"features": ROW}, headers={"X-API-Key": key}, timeout=10
+            ).raise_for_status()
+        for round_no in range(ROUNDS):
+            for name, (bare_body, full_body, connections, rows) in cases.items():
+                a = wrk(f"{bare}/predict", bare_body, connections=connections, seconds=SECONDS)
+                b = wrk(f"{full}/api/v1/predictions/", full_body, key=key, connections=connections, seconds=SECONDS)
+                results[name].append({"bare": a, "full": b, "rows": rows})
+                print(
+                    f"round {round_no + 1} {name:8} bare {a['rps']:8.1f}/s p50 {a['p50_ms']:.2f} ms   "
+                    f"full {b['rps']:8.1f}/s p50 {b['p50_ms']:.2f} ms",
+                    flush=True,
+                )
+        memory = {"bare": peak_rss_mb("flask_app:app"), "full": peak_rss_mb("project.wsgi:application")}
+
+    single = [r["full"]["rps"] / r["bare"]["rps"] for r in results["single"]]
+    added = [r["full"]["p50_ms"] - r["bare"]["p50_ms"] for r in results["latency"]]
+    batch = [r["full"]["rps"] / r["bare"]["rps"] for r in results["batch"]]
+    print(
+        f"\nmachine: {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{WORKERS} workers each, concurrency {CONCURRENCY}, {ROUNDS} rounds of {SECONDS} s"
+    )
+    print(f"single-row throughput, full / bare:   {spread(single)}   target >= 0.5")
+    print(f"added p50 latency at concurrency 1:   {spread(added)} ms   target <= 1 ms")
+    print(f"1,000-row batch rows/s, full / bare:  {spread(batch)}   target >= 0.8")
+    print(f"peak memory per worker (MB): bare {memory['bare']}, full {memory['full']} (incl. gunicorn master)")
+    (ROOT / "bench" / "results").mkdir(exist_ok=True)
+    (ROOT / "bench" / "results" / "predict.json").write_text(
+        json.dumps(
+            {"runs": results, "memory_mb": memory, "single": single, "added_ms": added, "batch": batch}, indent=2
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
