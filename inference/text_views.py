@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
@@ -41,7 +40,13 @@ def _note_tokens(request: Request, generation: Generation) -> None:
         )
 
 
-def _event_stream(events: Any) -> StreamingHttpResponse:
+def _streamed(
+    request: Request, generation: text_services.GenerationRequest, render: text_services.StreamRenderer
+) -> StreamingHttpResponse:
+    """Server-Sent Events from the upstream's stream, its tokens noted for the request log."""
+    events = text_services.completion_stream(
+        user=request.user, request=generation, render=render, on_finish=functools.partial(_note_tokens, request)
+    )
     response = StreamingHttpResponse(events, content_type="text/event-stream")
     for name, value in SSE_HEADERS.items():
         response[name] = value
@@ -97,13 +102,7 @@ class GenerationViewSet(viewsets.GenericViewSet):
             route="generations", params=text_services.generation_request(**data), stream=stream
         )
         if stream:
-            events = text_services.completion_stream(
-                user=request.user,
-                request=generation,
-                render=text_services.GenerationEvents(),
-                on_finish=functools.partial(_note_tokens, request),
-            )
-            return _event_stream(events)
+            return _streamed(request, generation, text_services.GenerationEvents())
         answer = text_services.completion_create(user=request.user, request=generation)
         _note_tokens(request, answer.generation)
         body = {
@@ -147,13 +146,7 @@ class OpenAIChatCompletionsView(APIView):
         data.setdefault("model", settings.OPENAI_MODEL)
         generation = text_services.GenerationRequest(route="chat.completions", params=data, stream=stream)
         if stream:
-            events = text_services.completion_stream(
-                user=request.user,
-                request=generation,
-                render=text_services.OpenAIEvents(include_usage=include_usage),
-                on_finish=functools.partial(_note_tokens, request),
-            )
-            return _event_stream(events)
+            return _streamed(request, generation, text_services.OpenAIEvents(include_usage=include_usage))
         answer = text_services.completion_create(user=request.user, request=generation)
         _note_tokens(request, answer.generation)
         return Response(answer.completion)
