@@ -21,8 +21,10 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.cache import caches
 from django.http import HttpRequest
-from django_ratelimit.core import _split_rate, get_usage
+from django_ratelimit.core import ALL, EXPIRATION_FUDGE, _get_window, _make_cache_key, _split_rate, get_usage
+from django_redis import get_redis_connection
 from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import RedisError
 
@@ -66,7 +68,12 @@ def rate_limit_hit(*, request: HttpRequest, group: str, who: str, rate: str) -> 
     if time.monotonic() < _store_down_until:
         return _store_unavailable(None)
     try:
-        usage = get_usage(request, group=group, key=lambda _group, _request: who, rate=rate, increment=True)
+        if not settings.RATELIMIT_ENABLE:
+            return None
+        if _redis_cache():
+            usage = _usage_in_one_round_trip(group=group, who=who, rate=rate)
+        else:
+            usage = get_usage(request, group=group, key=lambda _group, _request: who, rate=rate, increment=True)
     except STORE_ERRORS as exc:  # only the store being unreachable; anything else is a bug
         _store_down_until = time.monotonic() + _RETRY_STORE_AFTER_SECONDS
         return _store_unavailable(exc)
@@ -80,6 +87,28 @@ def rate_limit_hit(*, request: HttpRequest, group: str, who: str, rate: str) -> 
         reset_seconds=max(usage["time_left"], 1),
         limited=usage["should_limit"],
     )
+
+
+def _redis_cache() -> bool:
+    return caches[settings.RATELIMIT_USE_CACHE].__class__.__name__ == "RedisCache"
+
+
+def _usage_in_one_round_trip(*, group: str, who: str, rate: str) -> dict[str, int | bool]:
+    """django-ratelimit's count, on the same key and window, in one Redis round trip.
+
+    django-ratelimit asks the cache to ADD the key and then INCR it: two round trips per check.
+    INCR creates a missing key at 1, which is what ADD did, so INCR and EXPIRE ... NX in one
+    pipeline count exactly the same, atomically, across every worker and host.
+    """
+    limit, period = _split_rate(rate)
+    window = _get_window(who, period)
+    cache = caches[settings.RATELIMIT_USE_CACHE]
+    key = cache.make_and_validate_key(_make_cache_key(group, window, rate, who, ALL))
+    pipe = get_redis_connection(settings.RATELIMIT_USE_CACHE).pipeline(transaction=False)
+    pipe.incr(key)
+    pipe.expire(key, period + EXPIRATION_FUDGE, nx=True)
+    count, _ = pipe.execute()
+    return {"count": count, "limit": limit, "should_limit": count > limit, "time_left": window - int(time.time())}
 
 
 def _store_unavailable(exc: Exception | None) -> None:

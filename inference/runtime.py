@@ -19,6 +19,7 @@ from typing import Any
 
 import joblib
 import numpy as np
+import sklearn
 from django.conf import settings
 
 from project.errors import ModelUnavailable
@@ -44,7 +45,9 @@ class LoadedModel:
 
     def predict(self, rows: np.ndarray) -> PredictionResult:
         # Overflow is checked for below (finite), rather than warned about on every such call.
-        with np.errstate(all="ignore"):
+        # The rows are already a finite float matrix of the right shape (inference.features), so
+        # scikit-learn's own per-call checks of them and of its parameters are skipped.
+        with np.errstate(all="ignore"), sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
             return self._predict(rows)
 
     def _predict(self, rows: np.ndarray) -> PredictionResult:

@@ -126,3 +126,20 @@ class PredictionDetailSerializer(PredictionSerializer):
     class Meta(PredictionSerializer.Meta):
         fields = [*PredictionSerializer.Meta.fields, "inputs"]
         read_only_fields = fields
+
+
+_DATETIME = serializers.DateTimeField()
+
+
+def prediction_representation(prediction: Prediction) -> dict[str, Any]:
+    """What PredictionSerializer renders, without its per-call field machinery (the hot path)."""
+    return {
+        "id": prediction.pk,
+        "model": prediction.model_name,
+        "version": prediction.version,
+        "prediction": prediction.outputs,
+        "probabilities": prediction.probabilities,
+        "rows": prediction.n_rows,
+        "user": prediction.user.username if prediction.user_id else None,
+        "created_at": _DATETIME.to_representation(prediction.created_at),
+    }

@@ -15,6 +15,7 @@ from inference.serializers import (
     PredictionDetailSerializer,
     PredictionFilterSerializer,
     PredictionSerializer,
+    prediction_representation,
 )
 from project.pagination import NewestFirstPagination, NumberedPagination
 from project.schema import ERROR_RESPONSES
@@ -68,7 +69,7 @@ class PredictionViewSet(viewsets.GenericViewSet):
         params.is_valid(raise_exception=True)
         prediction = services.prediction_create(user=request.user, **params.validated_data)
         note_usage(request, model=prediction.model_name, rows=prediction.n_rows)
-        return Response(PredictionSerializer(prediction).data, status=status.HTTP_201_CREATED)
+        return Response(prediction_representation(prediction), status=status.HTTP_201_CREATED)
 
     def list(self, request: Request) -> Response:
         filters = PredictionFilterSerializer(data=request.query_params)

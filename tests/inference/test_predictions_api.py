@@ -308,3 +308,32 @@ def test_a_prediction_costs_a_fixed_number_of_queries_whatever_the_batch(
     for rows in (1, 1000):
         with django_assert_max_num_queries(4):
             assert predict(client, {"instances": [IRIS_ROW] * rows}).status_code == 201
+
+
+def test_the_201_says_what_reading_it_back_says(client_for, alice):
+    """The create answer is built without the serializer (the hot path): it must not drift."""
+    client = client_for(alice)
+    created = predict(client, {"instances": [IRIS_ROW, [6.7, 3.0, 5.2, 2.3]]}).json()
+    read_back = client.get(f"{PREDICTIONS}{created['id']}/").json()
+    read_back.pop("inputs")
+    assert created == read_back
+
+
+def test_a_prediction_costs_one_redis_round_trip(client_for, alice, monkeypatch):
+    """The rate-limit check is the route's only use of Redis, and it is one pipelined round trip."""
+    import redis.connection
+
+    client = client_for(alice)
+    predict(client, {"features": IRIS_ROW})
+    sends = []
+    real_send = redis.connection.Connection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sends.append(command)
+        return real_send(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
+    response = predict(client, {"features": IRIS_ROW})
+    assert response.status_code == 201
+    assert response["X-RateLimit-Remaining"]
+    assert len(sends) == 1
