@@ -10,7 +10,7 @@ import os
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 2))
-worker_class = "gthread"
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("GUNICORN_THREADS", "64"))
 # Seconds a worker may go silent before it is restarted; the threads of a gthread worker do
 # not block its heartbeat, so long streams are not cut by this.
