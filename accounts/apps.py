@@ -6,4 +6,6 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and API keys"
 
     def ready(self) -> None:
-        from accounts import checks, schema  # noqa: F401  registers system checks and OpenAPI extensions
+        from accounts import checks, schema, signals  # noqa: F401  registers system checks and OpenAPI extensions
+
+        signals.connect()

@@ -28,6 +28,7 @@ from django_redis import get_redis_connection
 from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import RedisError
 
+from project import freshness
 from project.errors import ServiceUnavailable
 from project.http import client_ip
 
@@ -62,18 +63,30 @@ def group_rate(group: str) -> str:
     return settings.RATE_LIMITS[group]
 
 
-def rate_limit_hit(*, request: HttpRequest, group: str, who: str, rate: str) -> Usage | None:
-    """Count one request by `who` in `group`; None when the store is down and we fail open."""
+def rate_limit_hit(*, request: HttpRequest, group: str, who: str, rate: str, read_stamps: bool = False) -> Usage | None:
+    """Count one request by `who` in `group`; None when the store is down and we fail open.
+
+    With `read_stamps`, the freshness stamps (project/freshness.py) are read in the same round
+    trip and left on the request; with the store down they are left as unknown.
+    """
     global _store_down_until  # one flag per process, by design
+    if read_stamps:
+        freshness.remember_stamps(request, None)
     if time.monotonic() < _store_down_until:
         return _store_unavailable(None)
     try:
         if not settings.RATELIMIT_ENABLE:
+            if read_stamps:
+                freshness.remember_stamps(request, freshness.read_stamps())
             return None
         if _redis_cache():
-            usage = _usage_in_one_round_trip(group=group, who=who, rate=rate)
+            usage, stamps = _usage_in_one_round_trip(group=group, who=who, rate=rate, read_stamps=read_stamps)
+            if read_stamps:
+                freshness.remember_stamps(request, stamps)
         else:
             usage = get_usage(request, group=group, key=lambda _group, _request: who, rate=rate, increment=True)
+            if read_stamps:
+                freshness.remember_stamps(request, freshness.read_stamps())
     except STORE_ERRORS as exc:  # only the store being unreachable; anything else is a bug
         _store_down_until = time.monotonic() + _RETRY_STORE_AFTER_SECONDS
         return _store_unavailable(exc)
@@ -93,8 +106,11 @@ def _redis_cache() -> bool:
     return caches[settings.RATELIMIT_USE_CACHE].__class__.__name__ == "RedisCache"
 
 
-def _usage_in_one_round_trip(*, group: str, who: str, rate: str) -> dict[str, int | bool]:
-    """django-ratelimit's count, on the same key and window, in one Redis round trip.
+def _usage_in_one_round_trip(
+    *, group: str, who: str, rate: str, read_stamps: bool
+) -> tuple[dict[str, int | bool], freshness.Stamps | None]:
+    """django-ratelimit's count, on the same key and window, in one Redis round trip (with the
+    freshness stamps, when asked).
 
     django-ratelimit asks the cache to ADD the key and then INCR it: two round trips per check.
     INCR creates a missing key at 1, which is what ADD did, so INCR and EXPIRE ... NX in one
@@ -107,8 +123,16 @@ def _usage_in_one_round_trip(*, group: str, who: str, rate: str) -> dict[str, in
     pipe = get_redis_connection(settings.RATELIMIT_USE_CACHE).pipeline(transaction=False)
     pipe.incr(key)
     pipe.expire(key, period + EXPIRATION_FUDGE, nx=True)
-    count, _ = pipe.execute()
-    return {"count": count, "limit": limit, "should_limit": count > limit, "time_left": window - int(time.time())}
+    stamp_keys = [cache.make_and_validate_key(freshness.stamp_key(scope)) for scope in freshness.SCOPES]
+    if read_stamps:
+        pipe.mget(stamp_keys)
+    count, _, *found = pipe.execute()
+    stamps = None
+    if read_stamps:
+        values = zip(freshness.SCOPES, found[0], strict=True)
+        stamps = {scope: None if raw is None else cache.client.decode(raw) for scope, raw in values}
+    usage = {"count": count, "limit": limit, "should_limit": count > limit, "time_left": window - int(time.time())}
+    return usage, stamps
 
 
 def _store_unavailable(exc: Exception | None) -> None:

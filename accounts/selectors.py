@@ -5,22 +5,10 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractUser
 from django.db.models import QuerySet
 
-from accounts.keys import key_matches, key_prefix
 from accounts.models import ApiKey
 from project.errors import NotFound
 
 _MAX_BIGINT = 2**63 - 1
-
-
-def api_key_find(*, key: str) -> ApiKey | None:
-    """The row of a well-formed key whose secret matches, usable or not; else None."""
-    prefix = key_prefix(key)
-    if prefix is None:
-        return None
-    found = ApiKey.objects.select_related("user").filter(prefix=prefix).first()
-    if found is None or not key_matches(key, found.key_hash):
-        return None
-    return found
 
 
 def api_key_list(*, user: AbstractUser) -> QuerySet[ApiKey]:

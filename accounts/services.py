@@ -8,8 +8,10 @@ from datetime import datetime, timedelta
 from django.contrib.auth.models import AbstractUser
 from django.utils import timezone
 
+from accounts import auth_cache
 from accounts.keys import key_generate
 from accounts.models import ApiKey
+from project import freshness
 
 # last_used_at is kept to this resolution, so that using a key is not a write per request.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -43,14 +45,17 @@ def api_key_create(
 
 
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
-    """Revoke a key; every worker refuses it from its next request (keys are read per request)."""
+    """Revoke a key; every worker refuses it from its next request (the freshness stamp)."""
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=api_key.revoked_at)
+        freshness.bump(freshness.AUTH)
     return api_key
 
 
 def api_key_mark_used(*, api_key: ApiKey, now: datetime) -> None:
     if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
+        # No freshness bump: last_used_at changes nothing about who may do what.
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
+        auth_cache.api_key_used(prefix=api_key.prefix, when=now)

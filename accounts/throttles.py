@@ -13,8 +13,10 @@ from rest_framework.throttling import BaseThrottle
 
 from accounts.models import ApiKey
 from accounts.ratelimits import Usage, client_key, group_rate, per_second, rate_limit_hit
+from project import freshness
 
 USAGE_ATTR = "rate_limit_usage"
+_COUNTED_AHEAD_ATTR = "_rate_limit_counted_ahead"
 
 
 def _remember(request: Request, usage: Usage | None) -> None:
@@ -27,12 +29,49 @@ def _remember(request: Request, usage: Usage | None) -> None:
         setattr(django_request, USAGE_ATTR, usage)
 
 
+def limit_subject(*, view: Any, api_key: ApiKey | None, user_pk: Any, request: Request) -> tuple[str, str, str]:
+    """(group, who, rate) a request is counted under: per API key when one was used, else per
+    user, else per client address; a key's own rate replaces the default and, on costlier
+    groups, can only tighten."""
+    group = getattr(view, "rate_limit_group", "default")
+    rate = group_rate(group)
+    if api_key is not None:
+        own = api_key.rate
+        if own and (group == "default" or per_second(own) < per_second(rate)):
+            rate = own
+        return group, f"key:{api_key.pk}", rate
+    if user_pk is not None:
+        return group, f"user:{user_pk}", rate
+    return group, client_key(request._request), rate
+
+
+def count_ahead(request: Request, *, api_key: ApiKey | None = None, user_pk: Any = None) -> None:
+    """Count this request now, reading the freshness stamps in the same Redis round trip.
+
+    Called by the authentication classes, which need the stamps and know who is asking before
+    anyone has checked it: the count is remembered, and UserRateThrottle uses it if it comes to
+    the same (group, who, rate), instead of a second round trip.
+    """
+    view = (request.parser_context or {}).get("view")
+    if UserRateThrottle not in getattr(view, "throttle_classes", ()):
+        freshness.stamps_for(request)  # this view counts otherwise (or not at all)
+        return
+    subject = limit_subject(view=view, api_key=api_key, user_pk=user_pk, request=request)
+    group, who, rate = subject
+    usage = rate_limit_hit(request=request._request, group=group, who=who, rate=rate, read_stamps=True)
+    setattr(request._request, _COUNTED_AHEAD_ATTR, (subject, usage))
+
+
 class _Throttle(BaseThrottle):
     def __init__(self) -> None:
         self._wait: float | None = None
 
     def _hit(self, request: Request, *, group: str, who: str, rate: str) -> bool:
-        usage = rate_limit_hit(request=request._request, group=group, who=who, rate=rate)
+        ahead = request._request.__dict__.pop(_COUNTED_AHEAD_ATTR, None)
+        if ahead is not None and ahead[0] == (group, who, rate):
+            usage = ahead[1]
+        else:
+            usage = rate_limit_hit(request=request._request, group=group, who=who, rate=rate)
         _remember(request, usage)
         if usage is not None and usage.limited:
             self._wait = max(self._wait or 0, usage.reset_seconds)
@@ -47,18 +86,10 @@ class UserRateThrottle(_Throttle):
     """Per API key when one was used, else per user, else per client address."""
 
     def allow_request(self, request: Request, view: Any) -> bool:
-        group = getattr(view, "rate_limit_group", "default")
-        rate = group_rate(group)
-        if isinstance(request.auth, ApiKey):
-            who = f"key:{request.auth.pk}"
-            own = request.auth.rate
-            # A key's own rate replaces the default; on costlier groups it can only tighten.
-            if own and (group == "default" or per_second(own) < per_second(rate)):
-                rate = own
-        elif request.user is not None and request.user.is_authenticated:
-            who = f"user:{request.user.pk}"
-        else:
-            who = client_key(request._request)
+        api_key = request.auth if isinstance(request.auth, ApiKey) else None
+        user = request.user
+        user_pk = user.pk if user is not None and user.is_authenticated else None
+        group, who, rate = limit_subject(view=view, api_key=api_key, user_pk=user_pk, request=request)
         return self._hit(request, group=group, who=who, rate=rate)
 
 

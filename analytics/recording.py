@@ -5,20 +5,23 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
+from django.db.models import Model
 from django.http import HttpRequest, HttpResponseBase
 
 from analytics.histogram import bin_of
 from analytics.models import RequestLog
+from project import db
 from project.http import client_ip
 
 logger = logging.getLogger(__name__)
 
 _USAGE_ATTR = "_usage_note"
+_PENDING_ATTR = "_rows_with_request_log"
 
 
 def note_usage(
@@ -31,6 +34,34 @@ def note_usage(
         _USAGE_ATTR,
         {"model": model, "rows": rows, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
     )
+
+
+def store_with_request_log(request: HttpRequest) -> Callable[[Model], None]:
+    """How a view's service should save its one new row: with this request's log row.
+
+    On PostgreSQL, when RequestLogMiddleware records this request, the row gets its id now and
+    is written by the middleware in the same statement as the log row, once the answer is ready
+    and before it leaves: one round trip and one commit for both, and the middleware answers 503
+    instead if that write fails. Elsewhere the row is inserted at once.
+    """
+    django_request = getattr(request, "_request", request)
+    pending: list[Model] | None = django_request.__dict__.get(_PENDING_ATTR)
+    if pending is None or connection.vendor != "postgresql":
+        return db.insert
+
+    def store(instance: Model) -> None:
+        if pending:
+            raise RuntimeError("one row per request is written with its log row")
+        instance.pk = db.reserve_id(type(instance))
+        pending.append(instance)
+
+    return store
+
+
+def start_pending_rows(request: HttpRequest) -> list[Model]:
+    pending: list[Model] = []
+    setattr(request, _PENDING_ATTR, pending)
+    return pending
 
 
 def _text(value: str, limit: int) -> str:
@@ -54,8 +85,10 @@ def request_log_create(
     started_at: datetime,
     latency_ms: float,
     response_bytes: int,
+    with_row: Model | None = None,
 ) -> RequestLog | None:
-    """Record one finished request. A failure to record is logged, never raised."""
+    """Record one finished request. A failure to record is logged, never raised; if `with_row`
+    (see store_with_request_log) was to be written too, None says that it was not."""
     # Only an API authentication class sets auth_method; the session user of a browser that
     # is also logged in to the admin is not who made an API call.
     auth_method = request.__dict__.get("auth_method", "")
@@ -63,7 +96,7 @@ def request_log_create(
     match = request.resolver_match
     usage: dict[str, Any] = request.__dict__.get(_USAGE_ATTR, {})
     try:
-        return RequestLog.objects.create(
+        row = RequestLog(
             request_id=request_id,
             created_at=started_at,
             method=_text(request.method, 10),
@@ -85,6 +118,11 @@ def request_log_create(
             prompt_tokens=usage.get("prompt_tokens", 0),
             completion_tokens=usage.get("completion_tokens", 0),
         )
+        if with_row is None:
+            db.insert(row)
+        else:
+            db.insert_together(with_row, row)
+        return row
     except DatabaseError:
         logger.exception("could not record request %s %s", request.method, request.path)
         return None

@@ -9,6 +9,7 @@ from django.contrib.auth.models import AbstractUser
 from django.db.models import QuerySet
 
 from inference.models import ModelVersion, Prediction, model_name_validator
+from project import freshness
 from project.errors import NotFound
 
 _MAX_BIGINT = 2**63 - 1
@@ -26,6 +27,27 @@ def model_versions_by_name(*, names: list[str]) -> dict[str, list[int]]:
     for name, version in rows:
         versions[name].append(version)
     return versions
+
+
+_model_versions: freshness.ProcessCache[freshness.Row | None] = freshness.ProcessCache(freshness.MODELS)
+
+
+def model_version_current(*, name: str, version: int | None, stamps: freshness.Stamps | None) -> ModelVersion:
+    """model_version_get from this worker's copy while the `models` freshness stamp says it is
+    current: activating a version reaches every worker on its next request, without a query."""
+    if not _NAME.match(name):
+        return model_version_get(name=name, version=version)  # raises NotFound, with the reason
+
+    def load() -> freshness.Row | None:
+        try:
+            return freshness.row_of(model_version_get(name=name, version=version))
+        except NotFound:
+            return None
+
+    row = _model_versions.get((name, version), stamps, load)
+    if row is None:
+        return model_version_get(name=name, version=version)  # the reason, from the database
+    return freshness.instance_of(ModelVersion, row)
 
 
 def model_version_get(*, name: str, version: int | None = None) -> ModelVersion:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ from django.db.models import Max
 from inference import runtime
 from inference.features import rows_to_matrix
 from inference.models import ModelVersion, Prediction, model_name_validator
-from inference.selectors import model_version_get
+from inference.selectors import model_version_current, model_version_get
+from project import db, freshness
 from project.errors import InvalidInput
 
 
@@ -92,6 +94,7 @@ def model_activate(*, name: str, version: int) -> ModelVersion:
         if not target.is_active:
             target.is_active = True
             target.save(update_fields=["is_active"])
+        freshness.bump(freshness.MODELS)
     return target
 
 
@@ -102,12 +105,17 @@ def prediction_create(
     version: int | None = None,
     features: list[Any] | dict[str, Any] | None = None,
     instances: list[Any] | None = None,
+    stamps: freshness.Stamps | None = None,
+    store: Callable[[Prediction], None] = db.insert,
 ) -> Prediction:
     """Run a model on one row (`features`) or a batch (`instances`) and store the result.
 
-    The row is committed before this returns, so a 201 always has its prediction stored.
+    `store` saves the row: by default it is committed before this returns; the view passes the
+    request log's (analytics.recording.store_with_request_log), which commits it with the
+    request's log row before the answer leaves. Either way a 201 has its prediction stored.
+    `stamps` (project/freshness.py) let the model version come from this worker's copy.
     """
-    model_version = model_version_get(name=model or settings.DEFAULT_MODEL, version=version)
+    model_version = model_version_current(name=model or settings.DEFAULT_MODEL, version=version, stamps=stamps)
     rows = [features] if instances is None else instances
     matrix = rows_to_matrix(
         rows,
@@ -128,7 +136,7 @@ def prediction_create(
             "The model's output is not a finite number for these inputs; are the features in range?",
             details={"instances" if instances is not None else "features": ["values out of the model's range"]},
         )
-    return Prediction.objects.create(
+    prediction = Prediction(
         user=user,
         model_version=model_version,
         model_name=model_version.name,
@@ -139,3 +147,5 @@ def prediction_create(
         probabilities=result.probabilities,
         latency_ms=latency_ms,
     )
+    store(prediction)
+    return prediction

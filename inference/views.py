@@ -7,7 +7,7 @@ from rest_framework import status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from analytics.recording import note_usage
+from analytics.recording import note_usage, store_with_request_log
 from inference import selectors, services
 from inference.serializers import (
     ModelSerializer,
@@ -17,6 +17,7 @@ from inference.serializers import (
     PredictionSerializer,
     prediction_representation,
 )
+from project import freshness
 from project.pagination import NewestFirstPagination, NumberedPagination
 from project.schema import ERROR_RESPONSES
 
@@ -67,7 +68,12 @@ class PredictionViewSet(viewsets.GenericViewSet):
     def create(self, request: Request) -> Response:
         params = PredictionCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        prediction = services.prediction_create(user=request.user, **params.validated_data)
+        prediction = services.prediction_create(
+            user=request.user,
+            stamps=freshness.stamps_for(request),
+            store=store_with_request_log(request),
+            **params.validated_data,
+        )
         note_usage(request, model=prediction.model_name, rows=prediction.n_rows)
         return Response(prediction_representation(prediction), status=status.HTTP_201_CREATED)
 

@@ -22,6 +22,7 @@ from rest_framework.test import APIClient
 from accounts import ratelimits
 from accounts.tokens import RevocableRefreshToken
 from inference import runtime
+from project import db, freshness
 
 PASSWORD = "correct horse battery staple 42"
 
@@ -63,9 +64,11 @@ def django_db_setup(django_db_setup, django_db_blocker, tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _isolation() -> None:
-    """Loaded models, cache entries (rate-limit counters) and a remembered cache outage never
-    leak from one test into another."""
+    """Loaded models, cache entries (rate-limit counters), a remembered cache outage and the
+    workers' in-process copies of rows never leak from one test into another."""
     runtime.forget_loaded_models()
+    freshness.forget_all()
+    db.forget_reserved_ids()
     cache.clear()
     ratelimits._store_down_until = 0.0
 

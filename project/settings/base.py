@@ -126,6 +126,14 @@ DEFAULT_MODEL = env.str("DEFAULT_MODEL", default="iris")
 # Keep each prediction's input rows, for browsing in the admin.
 STORE_PREDICTION_INPUTS = env.bool("STORE_PREDICTION_INPUTS", default=True)
 
+# --- In-process copies of rows (project/freshness.py) -----------------------------------
+# Workers keep API keys, users and model versions in memory; a stamp in Redis tells them when a
+# row changed, so revoking a key or activating a model holds on the next request. A change no
+# stamp hears of (a bulk UPDATE in a shell, or one made while Redis was down) holds within this
+# many seconds: no copy is older.
+FRESHNESS_MAX_AGE_SECONDS = env.float("FRESHNESS_MAX_AGE_SECONDS", default=5.0)
+FRESHNESS_MAX_ENTRIES = env.int("FRESHNESS_MAX_ENTRIES", default=10_000)
+
 # --- Sentiment and generation ---------------------------------------------------------
 # The upstream: OpenAI, or any OpenAI-compatible server (vLLM, Ollama, ...) via OPENAI_BASE_URL.
 # Generation is available when either is set; without both it answers 503.

@@ -1,5 +1,7 @@
 """The three token routes, and that every other /api/v1/ route wants a valid access token."""
 
+import time
+
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -120,8 +122,21 @@ def test_a_refresh_token_is_not_an_access_token(anon, alice):
     assert anon.get("/api/v1/models/").status_code == 401
 
 
-def test_a_deactivated_users_access_token_stops_working(client_for, alice):
+def test_a_deactivated_users_access_token_stops_working_on_the_next_request(client_for, alice):
+    """Saved as the admin saves it: the freshness stamp moves, and the worker's copy with it."""
+    client = client_for(alice)
+    assert client.get("/api/v1/models/").status_code == 200
+    alice.is_active = False
+    alice.save()
+    assert client.get("/api/v1/models/").status_code == 401
+
+
+def test_a_deactivation_no_signal_hears_of_holds_within_the_freshness_bound(client_for, alice, settings):
+    """A bulk UPDATE (a shell, a script) moves no stamp: FRESHNESS_MAX_AGE_SECONDS bounds it."""
+    settings.FRESHNESS_MAX_AGE_SECONDS = 1.0
     client = client_for(alice)
     assert client.get("/api/v1/models/").status_code == 200
     get_user_model().objects.filter(pk=alice.pk).update(is_active=False)
+    assert client.get("/api/v1/models/").status_code == 200  # the worker's copy, for now
+    time.sleep(1.05)
     assert client.get("/api/v1/models/").status_code == 401

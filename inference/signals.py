@@ -1,0 +1,20 @@
+"""Any saved or deleted model version makes every worker's copies stale (project/freshness.py);
+services that write with UPDATE (model_activate) bump the stamp themselves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models.signals import post_delete, post_save
+
+from inference.models import ModelVersion
+from project import freshness
+
+
+def _model_versions_changed(sender: Any, **kwargs: Any) -> None:
+    freshness.bump(freshness.MODELS)
+
+
+def connect() -> None:
+    post_save.connect(_model_versions_changed, sender=ModelVersion, dispatch_uid="freshness-models-save")
+    post_delete.connect(_model_versions_changed, sender=ModelVersion, dispatch_uid="freshness-models-delete")
