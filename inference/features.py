@@ -7,6 +7,7 @@ coerced, and NaN and Infinity never get this far (the JSON parser refuses them).
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -48,6 +49,9 @@ def rows_to_matrix(
     `field` is the request field the rows came from ("features" or "instances"); `single`
     says whether it held one row, so messages do not talk about "row 0" to a one-row request.
     """
+    fast = _well_formed_lists(rows, n_features)
+    if fast is not None:
+        return fast
     problems: list[str] = []
     matrix_rows: list[list[Any]] = []
     for index, row in enumerate(rows):
@@ -75,6 +79,24 @@ def rows_to_matrix(
     if problems:
         raise InvalidInput(details={field: problems[:_MAX_MESSAGES]})
     return np.array(matrix_rows, dtype=np.float64)
+
+
+_NUMBER_TYPES = frozenset((int, float))
+
+
+def _well_formed_lists(rows: list[Any], n_features: int) -> np.ndarray | None:
+    """The matrix, when every row is a list of n_features JSON numbers; else None, and the
+    row-by-row walk below finds what is wrong. Checked with C-level passes (type sets, numpy),
+    so a 1,000-row batch costs a fraction of a millisecond."""
+    if not all(type(row) is list and len(row) == n_features for row in rows):
+        return None
+    if not set(map(type, itertools.chain.from_iterable(rows))) <= _NUMBER_TYPES:
+        return None  # a string, boolean, null, array or object somewhere: numpy would coerce it
+    try:
+        matrix = np.array(rows, dtype=np.float64)
+    except OverflowError:  # an integer beyond a double
+        return None
+    return matrix if np.isfinite(matrix).all() else None
 
 
 def _ordered_from_names(

@@ -9,10 +9,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 import psycopg
 from django.db import connection
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
-from django.db.models import Field, Model
+from django.db.models import Field, JSONField, Model
+from psycopg.types.json import Jsonb
 
 
 def release_connection() -> None:
@@ -56,7 +58,19 @@ def insert(instance: Model) -> None:
 def insert_params(instance: Model, *, with_pk: bool = False) -> list[Any]:
     """The values of `instance` in insert_statement's order, prepared as the ORM would save them."""
     fields = _insert_fields(type(instance), with_pk=with_pk)
-    return [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
+    return [_db_value(field, field.pre_save(instance, True)) for field in fields]
+
+
+def _db_value(field: Field, value: Any) -> Any:
+    if value is not None and connection.vendor == "postgresql" and isinstance(field, JSONField) and not field.encoder:
+        # Django would encode jsonb with the standard library: ~20 times slower than orjson on
+        # a batch's probabilities. Same JSON; NaN never gets here (inference checks outputs).
+        return Jsonb(value, dumps=_json_bytes)
+    return field.get_db_prep_save(value, connection)
+
+
+def _json_bytes(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
 
 
 @functools.cache

@@ -37,6 +37,23 @@ def dumps(data: Any) -> bytes:
     return orjson.dumps(data, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+_CONTAINERS = frozenset((dict, list))
+
+
+def _check_depth(data: Any) -> None:
+    """The depth check alone, for bodies that cannot hold a NUL: containers are walked, and a
+    list of plain values (a row of features) is passed over in one C-level pass."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ParseError(f"JSON is nested deeper than {MAX_JSON_DEPTH} levels.")
+        items = value.values() if type(value) is dict else value
+        kinds = set(map(type, items))
+        if kinds & _CONTAINERS:
+            stack.extend((item, depth + 1) for item in items if type(item) in _CONTAINERS)
+
+
 def _check_structure(data: Any) -> None:
     """Depth and NUL checks, iteratively (a recursive walk would be the stack overflow again)."""
     stack = [(data, 1)]
@@ -79,7 +96,12 @@ class JSONParser(BaseParser):
             raise ParseError(f"Unsupported or wrong charset {encoding!r}.") from None
         except orjson.JSONDecodeError as exc:
             raise ParseError(f"Malformed JSON: {exc}") from None
-        _check_structure(data)
+        # A NUL can only arrive escaped (orjson refuses raw control characters), so a body
+        # without the escape needs the depth check alone.
+        if b"\\u0000" in raw:
+            _check_structure(data)
+        elif type(data) in _CONTAINERS:
+            _check_depth(data)
         return data
 
 
