@@ -1,0 +1,207 @@
+"""The lean prediction route (issue 6) keeps every promise of the slow one.
+
+What it costs is guarded here (one statement, one Redis round trip), and what it must not give
+up is checked on real gunicorn workers: a revoked key or a deactivated user refused on the very
+next request in every worker, a new active model version used everywhere at once, every 201
+with its prediction and its request-log row committed, and no 201 when that write fails.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
+import redis.connection
+import requests
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import OperationalError, connection
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+
+from accounts.services import api_key_create
+from accounts.tokens import RevocableRefreshToken
+from analytics.models import RequestLog
+from inference.models import Prediction
+from project import db
+from tests.inference.helpers import IRIS_ROW, register_tree
+
+PREDICTIONS = "/api/v1/predictions/"
+DOWN_CACHE = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": "redis://127.0.0.1:1/0",
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
+    }
+}
+
+
+def _count_redis_round_trips(monkeypatch) -> list[bytes]:
+    sends: list[bytes] = []
+    real_send = redis.connection.Connection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        sends.append(command)
+        return real_send(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
+    return sends
+
+
+@pytest.mark.parametrize("rows", [1, 1000])
+@pytest.mark.parametrize("credential", ["api_key", "jwt"])
+def test_a_prediction_is_one_statement_and_one_redis_round_trip(client_for, anon, alice, monkeypatch, rows, credential):
+    """No row is read (key, user and model version are the worker's current copies); the
+    prediction and its log row go in one INSERT; the rate-limit count brings the stamps."""
+    if credential == "api_key":
+        client = anon
+        client.credentials(HTTP_X_API_KEY=api_key_create(user=alice, name="hot", created_by=None).key)
+    else:
+        client = client_for(alice)
+    body = {"instances": [IRIS_ROW] * rows}
+    assert client.post(PREDICTIONS, body, format="json").status_code == 201  # copies loaded, ids reserved
+    sends = _count_redis_round_trips(monkeypatch)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post(PREDICTIONS, body, format="json")
+    assert response.status_code == 201
+    assert len(queries) == 1, [q["sql"][:80] for q in queries]
+    sql = queries[0]["sql"]
+    assert sql.startswith('WITH first AS (INSERT INTO "inference_prediction"')
+    assert 'INSERT INTO "analytics_requestlog"' in sql
+    assert len(sends) == 1
+    assert response["X-RateLimit-Remaining"]
+
+
+def test_the_row_is_committed_with_its_log_row_and_read_back_the_same(client_for, alice):
+    client = client_for(alice)
+    response = client.post(PREDICTIONS, {"features": IRIS_ROW}, format="json")
+    created = response.json()
+    stored = Prediction.objects.get(pk=created["id"])
+    assert stored.outputs == created["prediction"]
+    log = RequestLog.objects.get(request_id=uuid.UUID(response["X-Request-ID"]))
+    assert (log.status, log.model, log.rows, log.response_bytes) == (201, "iris", 1, len(response.content))
+
+
+def test_when_the_write_fails_the_answer_is_503_not_201(client_for, alice, monkeypatch):
+    client = client_for(alice)
+    before = Prediction.objects.count()
+
+    def failing(first, then):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(db, "insert_together", failing)
+    response = client.post(PREDICTIONS, {"features": IRIS_ROW}, format="json")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "database_unavailable"
+    assert Prediction.objects.count() == before
+
+
+def test_a_failed_prediction_stores_no_row(client_for, alice):
+    before = Prediction.objects.count()
+    response = client_for(alice).post(PREDICTIONS, {"features": [1, 2]}, format="json")
+    assert response.status_code == 400
+    assert Prediction.objects.count() == before
+
+
+def test_with_redis_down_no_copy_is_trusted(anon, alice, settings):
+    """Without stamps a worker cannot know its copies are current, so it reads the rows."""
+    settings.RATE_LIMIT_FAIL_OPEN = True
+    created = api_key_create(user=alice, name="outage", created_by=None)
+    anon.credentials(HTTP_X_API_KEY=created.key)
+    assert anon.post(PREDICTIONS, {"features": IRIS_ROW}, format="json").status_code == 201  # copy loaded
+    with override_settings(CACHES=DOWN_CACHE):
+        created.api_key.revoked_at = created.api_key.created_at
+        type(created.api_key).objects.filter(pk=created.api_key.pk).update(revoked_at=created.api_key.created_at)
+        assert anon.post(PREDICTIONS, {"features": IRIS_ROW}, format="json").status_code == 401
+
+
+# --- on real gunicorn workers -----------------------------------------------------------
+
+
+def _burst(url: str, *, headers: dict[str, str], count: int = 48, json: dict | None = None) -> list[requests.Response]:
+    """`count` requests at once, each on its own connection, so every worker gets some."""
+
+    def call(_: int) -> requests.Response:
+        if json is None:
+            return requests.get(url, headers={**headers, "Connection": "close"}, timeout=30)
+        return requests.post(url, json=json, headers={**headers, "Connection": "close"}, timeout=30)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(call, range(count)))
+
+
+def _staff_token() -> str:
+    staff = get_user_model().objects.create_user(username="ops", password="x" * 20, is_staff=True)
+    return str(RevocableRefreshToken.for_user(staff).access_token)
+
+
+def test_a_revoked_key_fails_on_the_next_request_in_every_worker(gunicorn_server, alice):
+    created = api_key_create(user=alice, name="soon revoked", created_by=None)
+    staff_token = _staff_token()
+    base_url = gunicorn_server(workers=4)
+    key_headers = {"X-API-Key": created.key}
+    warm = _burst(f"{base_url}{PREDICTIONS}", headers=key_headers, json={"features": IRIS_ROW})
+    assert {r.status_code for r in warm} == {201}  # every worker holds a copy of the key now
+
+    revoked = requests.post(
+        f"{base_url}/api/v1/api-keys/{created.api_key.pk}/revoke/",
+        headers={"Authorization": f"Bearer {staff_token}"},
+        timeout=30,
+    )
+    assert revoked.status_code == 200
+    after = _burst(f"{base_url}{PREDICTIONS}", headers=key_headers, json={"features": IRIS_ROW})
+    assert {r.status_code for r in after} == {401}
+
+
+def test_a_new_active_version_is_used_by_every_worker_at_once(gunicorn_server, alice):
+    created = api_key_create(user=alice, name="versions", created_by=None)
+    base_url = gunicorn_server(workers=4)
+    headers = {"X-API-Key": created.key}
+    before = _burst(f"{base_url}{PREDICTIONS}", headers=headers, json={"features": IRIS_ROW})
+    assert {r.json()["version"] for r in before} == {1}
+    tree = register_tree(activate=True)
+    after = _burst(f"{base_url}{PREDICTIONS}", headers=headers, json={"features": IRIS_ROW})
+    assert {r.json()["version"] for r in after} == {tree.version}
+
+
+def test_a_deactivated_user_is_refused_by_every_worker(gunicorn_server, alice):
+    """Saved (the admin, a service): the next request. A bulk UPDATE no signal hears of:
+    within FRESHNESS_MAX_AGE_SECONDS, here 1 s."""
+    bob = get_user_model().objects.create_user(username="bob-jwt", password="x" * 20)
+    base_url = gunicorn_server(workers=4, FRESHNESS_MAX_AGE_SECONDS="1")
+    for user, deactivate in (
+        (alice, lambda u: (setattr(u, "is_active", False), u.save())),
+        (bob, lambda u: get_user_model().objects.filter(pk=u.pk).update(is_active=False)),
+    ):
+        headers = {"Authorization": f"Bearer {RevocableRefreshToken.for_user(user).access_token}"}
+        assert {r.status_code for r in _burst(f"{base_url}/api/v1/models/", headers=headers)} == {200}
+        deactivate(user)
+        if user is bob:
+            time.sleep(1.2)
+        assert {r.status_code for r in _burst(f"{base_url}/api/v1/models/", headers=headers)} == {401}
+
+
+def test_every_201_has_its_rows_committed_across_workers(gunicorn_server, alice):
+    created = api_key_create(user=alice, name="durable", created_by=None)
+    base_url = gunicorn_server(workers=4)
+    answers = _burst(
+        f"{base_url}{PREDICTIONS}", headers={"X-API-Key": created.key}, count=120, json={"features": IRIS_ROW}
+    )
+    assert {r.status_code for r in answers} == {201}
+    ids = [r.json()["id"] for r in answers]
+    request_ids = [r.headers["X-Request-ID"] for r in answers]
+    assert len(set(ids)) == len(ids)  # ids reserved in blocks by four processes never collide
+    db_settings = settings.DATABASES["default"]
+    with psycopg.connect(
+        host=db_settings["HOST"], port=db_settings["PORT"], user=db_settings["USER"], dbname=db_settings["NAME"]
+    ) as other:  # a second connection: only committed rows are visible to it
+        stored = other.execute("SELECT count(*) FROM inference_prediction WHERE id = ANY(%s)", [ids]).fetchone()[0]
+        logged = other.execute(
+            "SELECT count(*) FROM analytics_requestlog WHERE request_id = ANY(%s::uuid[]) AND status = 201",
+            [request_ids],
+        ).fetchone()[0]
+    assert stored == len(ids)
+    assert logged == len(request_ids)
