@@ -21,6 +21,10 @@ import joblib
 import numpy as np
 import sklearn
 from django.conf import settings
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import GaussianNB
+from sklearn.tree import DecisionTreeClassifier
 
 from project.errors import ModelUnavailable
 
@@ -38,6 +42,16 @@ class PredictionResult:
     finite: bool = True  # False when any output is NaN or infinite (JSON and jsonb cannot hold it)
 
 
+# Classifiers whose predict() is classes_[argmax(predict_proba())] — by definition in
+# scikit-learn's source (forests) or because predict_proba is a monotonic map of the same
+# scores predict takes the argmax of (logistic regression, trees, naive Bayes). Exactly these
+# classes, not subclasses, which could override either method; tests/inference check the
+# equality on real data.
+_PREDICT_IS_ARGMAX_OF_PROBA = frozenset(
+    (LogisticRegression, DecisionTreeClassifier, RandomForestClassifier, GaussianNB)
+)
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     estimator: Any
@@ -51,12 +65,18 @@ class LoadedModel:
             return self._predict(rows)
 
     def _predict(self, rows: np.ndarray) -> PredictionResult:
-        raw = self.estimator.predict(rows)
+        matrix = None
+        if self.classes is not None and hasattr(self.estimator, "predict_proba"):
+            matrix = self.estimator.predict_proba(rows)
+        if matrix is not None and type(self.estimator) in _PREDICT_IS_ARGMAX_OF_PROBA:
+            # One pass through the model instead of two: for these, predict() is this very argmax.
+            raw = self.estimator.classes_.take(np.argmax(matrix, axis=1))
+        else:
+            raw = self.estimator.predict(rows)
         finite = not np.issubdtype(raw.dtype, np.floating) or bool(np.isfinite(raw).all())
         probabilities = None
-        if self.classes is not None and hasattr(self.estimator, "predict_proba"):
+        if matrix is not None:
             keys = [str(label) for label in self.classes]
-            matrix = self.estimator.predict_proba(rows)
             finite = finite and bool(np.isfinite(matrix).all())
             probabilities = [dict(zip(keys, row, strict=True)) for row in matrix.tolist()]
         return PredictionResult(predictions=raw.tolist(), probabilities=probabilities, finite=finite)

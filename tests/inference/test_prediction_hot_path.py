@@ -12,6 +12,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import psycopg
 import pytest
 import redis.connection
@@ -21,11 +22,17 @@ from django.contrib.auth import get_user_model
 from django.db import OperationalError, connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
+from sklearn.datasets import load_iris
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.naive_bayes import GaussianNB
+from sklearn.tree import DecisionTreeClassifier
 
 from accounts.services import api_key_create
 from accounts.tokens import RevocableRefreshToken
 from analytics.models import RequestLog
 from inference.models import Prediction
+from inference.runtime import LoadedModel
 from project import db
 from tests.inference.helpers import IRIS_ROW, register_tree
 
@@ -205,3 +212,24 @@ def test_every_201_has_its_rows_committed_across_workers(gunicorn_server, alice)
         ).fetchone()[0]
     assert stored == len(ids)
     assert logged == len(request_ids)
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        LogisticRegression(max_iter=500),
+        DecisionTreeClassifier(max_depth=3, random_state=0),
+        RandomForestClassifier(n_estimators=10, random_state=0),
+        GaussianNB(),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_predictions_taken_from_the_probabilities_equal_predict(estimator):
+    """The runtime calls predict_proba alone for these classifiers; predict must agree everywhere."""
+    data = load_iris()
+    estimator.fit(data.data, data.target)
+    rng = np.random.default_rng(0)
+    rows = np.vstack([data.data, rng.uniform(-10, 20, size=(5000, 4))])
+    result = LoadedModel(estimator=estimator, classes=estimator.classes_.tolist()).predict(rows)
+    assert result.predictions == estimator.predict(rows).tolist()
+    assert [max(p, key=p.get) for p in result.probabilities] == [str(c) for c in result.predictions]
