@@ -2,8 +2,9 @@
 
 A model file is read, its SHA-256 checked against the registry, and only then unpickled —
 from the very bytes that were checked, so the file cannot change in between. Each version is
-loaded once per process and kept; which version is active is read from the registry on every
-request, so switching versions reaches every worker on its next request.
+loaded once per process and kept; which version is active comes from the registry (through the
+worker's fresh copy, project/freshness.py), so switching versions reaches every worker on its
+next request.
 """
 
 from __future__ import annotations
