@@ -48,6 +48,7 @@ class Usage:
     remaining: int
     reset_seconds: int
     limited: bool
+    counter: str = ""  # the cache key this request was counted on, to take the count back
 
 
 def rate_is_valid(rate: str) -> bool:
@@ -79,8 +80,9 @@ def rate_limit_hit(*, request: HttpRequest, group: str, who: str, rate: str, rea
             if read_stamps:
                 freshness.remember_stamps(request, freshness.read_stamps())
             return None
+        counter, window = _counter(group=group, who=who, rate=rate)
         if _redis_cache():
-            usage, stamps = _usage_in_one_round_trip(group=group, who=who, rate=rate, read_stamps=read_stamps)
+            usage, stamps = _usage_in_one_round_trip(counter=counter, window=window, rate=rate, read_stamps=read_stamps)
             if read_stamps:
                 freshness.remember_stamps(request, stamps)
         else:
@@ -99,7 +101,28 @@ def rate_limit_hit(*, request: HttpRequest, group: str, who: str, rate: str, rea
         remaining=max(usage["limit"] - usage["count"], 0),
         reset_seconds=max(usage["time_left"], 1),
         limited=usage["should_limit"],
+        counter=counter,
     )
+
+
+def rate_limit_undo(usage: Usage) -> None:
+    """Take back the count rate_limit_hit made (for a request that turned out not to be
+    chargeable). Nothing happens if the counter has expired meanwhile: DECR on a missing key
+    would create one at -1 with no expiry, so the cache's decr, which refuses to, is used."""
+    try:
+        caches[settings.RATELIMIT_USE_CACHE].decr(usage.counter)
+    except ValueError:  # the window is over and its counter gone
+        pass
+    except STORE_ERRORS as exc:  # the count stands; a lost undo only errs towards limiting
+        logger.warning("could not take back a rate-limit count (%s)", exc.__class__.__name__)
+
+
+def _counter(*, group: str, who: str, rate: str) -> tuple[str, int]:
+    """django-ratelimit's cache key for the current window of (group, who, rate), and when
+    that window ends."""
+    _, period = _split_rate(rate)
+    window = _get_window(who, period)
+    return _make_cache_key(group, window, rate, who, ALL), window
 
 
 def _redis_cache() -> bool:
@@ -107,7 +130,7 @@ def _redis_cache() -> bool:
 
 
 def _usage_in_one_round_trip(
-    *, group: str, who: str, rate: str, read_stamps: bool
+    *, counter: str, window: int, rate: str, read_stamps: bool
 ) -> tuple[dict[str, int | bool], freshness.Stamps | None]:
     """django-ratelimit's count, on the same key and window, in one Redis round trip (with the
     freshness stamps, when asked).
@@ -117,9 +140,8 @@ def _usage_in_one_round_trip(
     pipeline count exactly the same, atomically, across every worker and host.
     """
     limit, period = _split_rate(rate)
-    window = _get_window(who, period)
     cache = caches[settings.RATELIMIT_USE_CACHE]
-    key = cache.make_and_validate_key(_make_cache_key(group, window, rate, who, ALL))
+    key = cache.make_and_validate_key(counter)
     pipe = get_redis_connection(settings.RATELIMIT_USE_CACHE).pipeline(transaction=False)
     pipe.incr(key)
     pipe.expire(key, period + EXPIRATION_FUDGE, nx=True)
@@ -130,7 +152,9 @@ def _usage_in_one_round_trip(
     stamps = None
     if read_stamps:
         values = zip(freshness.SCOPES, found[0], strict=True)
-        stamps = {scope: None if raw is None else cache.client.decode(raw) for scope, raw in values}
+        stamps = freshness.with_missing_set(
+            {scope: None if raw is None else cache.client.decode(raw) for scope, raw in values}
+        )
     usage = {"count": count, "limit": limit, "should_limit": count > limit, "time_left": window - int(time.time())}
     return usage, stamps
 

@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from accounts.models import ApiKey
-from accounts.ratelimits import Usage, client_key, group_rate, per_second, rate_limit_hit
+from accounts.ratelimits import Usage, client_key, group_rate, per_second, rate_limit_hit, rate_limit_undo
 from project import freshness
 
 USAGE_ATTR = "rate_limit_usage"
@@ -50,7 +50,9 @@ def count_ahead(request: Request, *, api_key: ApiKey | None = None, user_pk: Any
 
     Called by the authentication classes, which need the stamps and know who is asking before
     anyone has checked it: the count is remembered, and UserRateThrottle uses it if it comes to
-    the same (group, who, rate), instead of a second round trip.
+    the same (group, who, rate), instead of a second round trip. A request that never reaches
+    the throttle (refused by authentication or permissions), or reaches it as someone else,
+    gets the count taken back (`undo_counted_ahead`): only what the throttle sees is charged.
     """
     view = (request.parser_context or {}).get("view")
     if UserRateThrottle not in getattr(view, "throttle_classes", ()):
@@ -59,7 +61,15 @@ def count_ahead(request: Request, *, api_key: ApiKey | None = None, user_pk: Any
     subject = limit_subject(view=view, api_key=api_key, user_pk=user_pk, request=request)
     group, who, rate = subject
     usage = rate_limit_hit(request=request._request, group=group, who=who, rate=rate, read_stamps=True)
-    setattr(request._request, _COUNTED_AHEAD_ATTR, (subject, usage))
+    if usage is not None:
+        setattr(request._request, _COUNTED_AHEAD_ATTR, (subject, usage))
+
+
+def undo_counted_ahead(request: Request) -> None:
+    """Take back a count made ahead that no throttle used (see count_ahead)."""
+    ahead = request._request.__dict__.pop(_COUNTED_AHEAD_ATTR, None)
+    if ahead is not None:
+        rate_limit_undo(ahead[1])
 
 
 class _Throttle(BaseThrottle):
@@ -67,10 +77,12 @@ class _Throttle(BaseThrottle):
         self._wait: float | None = None
 
     def _hit(self, request: Request, *, group: str, who: str, rate: str) -> bool:
-        ahead = request._request.__dict__.pop(_COUNTED_AHEAD_ATTR, None)
+        ahead = request._request.__dict__.get(_COUNTED_AHEAD_ATTR)
         if ahead is not None and ahead[0] == (group, who, rate):
+            del request._request.__dict__[_COUNTED_AHEAD_ATTR]
             usage = ahead[1]
-        else:
+        else:  # counted ahead as someone else (e.g. a key whose rate just changed), if at all
+            undo_counted_ahead(request)
             usage = rate_limit_hit(request=request._request, group=group, who=who, rate=rate)
         _remember(request, usage)
         if usage is not None and usage.limited:

@@ -53,5 +53,8 @@ class RequestLogMiddleware:
             if with_row is not None and written is None:
                 # The answer promised a stored row that is not stored: it must not leave as a success.
                 response = json_error(request, 503, DatabaseUnavailable.code, DatabaseUnavailable.default_message)
+                # The joint statement wrote neither row; the request still gets its log row, as
+                # the 503 it was answered with (if the database takes it: failures are logged).
+                record(response=response, latency_ms=latency_ms, response_bytes=len(response.content))
         response["X-Request-ID"] = str(request_id)
         return response

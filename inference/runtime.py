@@ -43,14 +43,17 @@ class PredictionResult:
     finite: bool = True  # False when any output is NaN or infinite (JSON and jsonb cannot hold it)
 
 
-# Classifiers whose predict() is classes_[argmax(predict_proba())] — by definition in
-# scikit-learn's source (forests) or because predict_proba is a monotonic map of the same
-# scores predict takes the argmax of (logistic regression, trees, naive Bayes). Exactly these
-# classes, not subclasses, which could override either method; tests/inference check the
-# equality on real data.
-_PREDICT_IS_ARGMAX_OF_PROBA = frozenset(
-    (LogisticRegression, DecisionTreeClassifier, RandomForestClassifier, GaussianNB)
-)
+# Classifiers whose predict() can be read off predict_proba(), saving a second pass through the
+# model. Exactly these classes, not subclasses, which could override either method; the tests in
+# tests/inference check the equality on real data and on forced ties.
+#
+# For trees and forests, predict() *is* classes_[argmax(predict_proba())] in scikit-learn's source.
+_PREDICT_IS_ARGMAX_OF_PROBA = frozenset((DecisionTreeClassifier, RandomForestClassifier))
+# For these, predict() takes the argmax of scores (or their sign, for two classes) that
+# predict_proba() maps monotonically, but not strictly: two scores a hair apart can round to the
+# same probability, and argmax would then pick the first class where predict() picks the other.
+# So the argmax is used only where the top probability is unique; tied rows go through predict().
+_PREDICT_IS_ARGMAX_UNLESS_TIED = frozenset((LogisticRegression, GaussianNB))
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,11 @@ class LoadedModel:
         matrix = None
         if self.classes is not None and hasattr(self.estimator, "predict_proba"):
             matrix = self.estimator.predict_proba(rows)
-        if matrix is not None and type(self.estimator) in _PREDICT_IS_ARGMAX_OF_PROBA:
-            # One pass through the model instead of two: for these, predict() is this very argmax.
+        kind = type(self.estimator)
+        if matrix is not None and kind in _PREDICT_IS_ARGMAX_OF_PROBA:
             raw = self.estimator.classes_.take(np.argmax(matrix, axis=1))
+        elif matrix is not None and kind in _PREDICT_IS_ARGMAX_UNLESS_TIED:
+            raw = self._argmax_unless_tied(rows, matrix)
         else:
             raw = self.estimator.predict(rows)
         finite = not np.issubdtype(raw.dtype, np.floating) or bool(np.isfinite(raw).all())
@@ -81,6 +86,14 @@ class LoadedModel:
             finite = finite and bool(np.isfinite(matrix).all())
             probabilities = [dict(zip(keys, row, strict=True)) for row in matrix.tolist()]
         return PredictionResult(predictions=raw.tolist(), probabilities=probabilities, finite=finite)
+
+    def _argmax_unless_tied(self, rows: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        raw = self.estimator.classes_.take(np.argmax(matrix, axis=1))
+        top = matrix.max(axis=1, keepdims=True)
+        tied = np.flatnonzero((matrix == top).sum(axis=1) > 1)
+        if tied.size:  # rare: only these rows pay for the second pass
+            raw[tied] = self.estimator.predict(rows[tied])
+        return raw
 
 
 @dataclass(frozen=True)

@@ -53,10 +53,26 @@ def read_stamps() -> Stamps | None:
 
     try:
         found = _cache().get_many([stamp_key(scope) for scope in SCOPES])
+        return with_missing_set({scope: found.get(stamp_key(scope)) for scope in SCOPES})
     except STORE_ERRORS as exc:
         logger.warning("freshness stamps unavailable (%s); reading rows from the database", exc.__class__.__name__)
         return None
-    return {scope: found.get(stamp_key(scope)) for scope in SCOPES}
+
+
+def with_missing_set(stamps: Stamps) -> Stamps:
+    """`stamps`, with a new random value set for any that is missing (Redis restarted, or the
+    key was evicted). Never "missing" as a value to load copies under: a copy loaded while
+    the stamp was missing would look current again the next time it went missing, after
+    changes it never heard of. Raises the store's errors, like any read of it.
+    """
+    missing = [scope for scope, stamp in stamps.items() if stamp is None]
+    if not missing:
+        return stamps
+    cache = _cache()
+    for scope in missing:
+        cache.add(stamp_key(scope), uuid.uuid4().hex, timeout=None)  # SET NX: the first worker's wins
+    found = cache.get_many([stamp_key(scope) for scope in missing])
+    return {**stamps, **{scope: found.get(stamp_key(scope)) for scope in missing}}
 
 
 def stamps_for(request: HttpRequest | None) -> Stamps | None:
@@ -132,9 +148,9 @@ class ProcessCache(Generic[T]):
 
     def get(self, key: Any, stamps: Stamps | None, load: Callable[[], T]) -> T:
         """The cached value for `key` if it is current, else `load()` (remembered for next time)."""
-        if stamps is None:  # the stamps are unknown: nothing here can be trusted
+        stamp = None if stamps is None else stamps[self.scope]
+        if stamp is None:  # the stamp is unknown: nothing here can be trusted, nor kept
             return load()
-        stamp = stamps[self.scope]
         now = time.monotonic()
         entry = self._entries.get(key)
         if entry is not None and entry[0] == stamp and now - entry[1] < settings.FRESHNESS_MAX_AGE_SECONDS:

@@ -15,6 +15,7 @@ from tests.conftest import PASSWORD
 from tests.inference.helpers import IRIS_ROW
 
 MODELS = "/api/v1/models/"
+KEYS = "/api/v1/api-keys/"
 TOKEN = "/api/v1/auth/token/"
 
 
@@ -65,6 +66,41 @@ def test_a_key_without_its_own_rate_gets_the_default(alice, anon, rates):
     created = api_key_create(user=alice, name="plain", created_by=None)
     anon.credentials(HTTP_X_API_KEY=created.key)
     assert anon.get(MODELS)["X-RateLimit-Limit"] == "4"
+
+
+def test_refused_requests_use_no_quota(client_for, alice, staff, anon, rates):
+    """Requests refused by authentication (401) or permissions (403) never reach the limit, even
+    though a worker that knows the key counts it ahead, in the round trip that reads the stamps."""
+    rates(default="3/d")
+    staff.is_superuser = True
+    staff.save()
+    created = api_key_create(user=staff, name="staff", created_by=None)
+    anon.credentials(HTTP_X_API_KEY=created.key)
+    assert anon.get(KEYS)["X-RateLimit-Remaining"] == "2"
+    assert [anon.post(KEYS, {"user": "alice", "name": "x"}, format="json").status_code for _ in range(3)] == [403] * 3
+    assert anon.get(KEYS)["X-RateLimit-Remaining"] == "1"
+
+    jwt = client_for(alice)
+    assert jwt.get(MODELS)["X-RateLimit-Remaining"] == "2"
+    alice.is_active = False
+    alice.save()
+    assert [jwt.get(MODELS).status_code for _ in range(3)] == [401] * 3
+    alice.is_active = True
+    alice.save()
+    assert jwt.get(MODELS)["X-RateLimit-Remaining"] == "1"
+
+
+def test_a_changed_key_rate_counts_each_request_once(alice, anon, rates):
+    """The worker's old copy of the key counts ahead at the old rate; the throttle, seeing the
+    new one, takes that count back before counting at the new rate."""
+    rates(default="9/d")
+    created = api_key_create(user=alice, name="changing", created_by=None, rate="3/d")
+    anon.credentials(HTTP_X_API_KEY=created.key)
+    assert anon.get(MODELS)["X-RateLimit-Remaining"] == "2"
+    for rate, remaining in (("5/d", "4"), ("3/d", "1")):
+        created.api_key.rate = rate
+        created.api_key.save()
+        assert anon.get(MODELS)["X-RateLimit-Remaining"] == remaining
 
 
 def test_groups_count_separately(client_for, alice, rates):

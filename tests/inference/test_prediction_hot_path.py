@@ -19,6 +19,7 @@ import redis.connection
 import requests
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.db import OperationalError, connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
@@ -28,12 +29,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import GaussianNB
 from sklearn.tree import DecisionTreeClassifier
 
-from accounts.services import api_key_create
+from accounts.services import api_key_create, api_key_revoke
 from accounts.tokens import RevocableRefreshToken
 from analytics.models import RequestLog
 from inference.models import Prediction
 from inference.runtime import LoadedModel
-from project import db
+from project import db, freshness
 from tests.inference.helpers import IRIS_ROW, register_tree
 
 PREDICTIONS = "/api/v1/predictions/"
@@ -104,6 +105,8 @@ def test_when_the_write_fails_the_answer_is_503_not_201(client_for, alice, monke
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "database_unavailable"
     assert Prediction.objects.count() == before
+    log = RequestLog.objects.get(request_id=uuid.UUID(response["X-Request-ID"]))  # logged as what it was
+    assert (log.status, log.error_code, log.response_bytes) == (503, "database_unavailable", len(response.content))
 
 
 def test_a_failed_prediction_stores_no_row(client_for, alice):
@@ -111,6 +114,18 @@ def test_a_failed_prediction_stores_no_row(client_for, alice):
     response = client_for(alice).post(PREDICTIONS, {"features": [1, 2]}, format="json")
     assert response.status_code == 400
     assert Prediction.objects.count() == before
+
+
+def test_a_lost_stamp_never_makes_an_old_copy_current_again(anon, alice):
+    """Redis restarted or evicted the stamp: a copy from before must not pass as current."""
+    created = api_key_create(user=alice, name="restart", created_by=None)
+    anon.credentials(HTTP_X_API_KEY=created.key)
+    stamp = freshness.stamp_key(freshness.AUTH)
+    cache.delete(stamp)  # lost before the copy is loaded...
+    assert anon.post(PREDICTIONS, {"features": IRIS_ROW}, format="json").status_code == 201
+    api_key_revoke(api_key=created.api_key)  # ...then the revocation moves it...
+    cache.delete(stamp)  # ...and it is lost again
+    assert anon.post(PREDICTIONS, {"features": IRIS_ROW}, format="json").status_code == 401
 
 
 def test_with_redis_down_no_copy_is_trusted(anon, alice, settings):
@@ -232,3 +247,21 @@ def test_predictions_taken_from_the_probabilities_equal_predict(estimator):
     result = LoadedModel(estimator=estimator, classes=estimator.classes_.tolist()).predict(rows)
     assert result.predictions == estimator.predict(rows).tolist()
     assert [max(p, key=p.get) for p in result.probabilities] == [str(c) for c in result.predictions]
+
+
+def test_tied_probabilities_fall_back_to_predict():
+    """Scores a hair apart round to equal probabilities; predict() still tells them apart, and
+    the runtime must answer what predict() answers, not the first of the tied classes."""
+    data = load_iris()
+    binary = LogisticRegression(max_iter=500).fit(data.data[:100, :1], data.target[:100])
+    binary.coef_[:] = 1.0
+    binary.intercept_[:] = 0.0
+    three = LogisticRegression(max_iter=500).fit(data.data, data.target)
+    three.coef_[:] = 0.0
+    three.intercept_[:] = [0.0, 1e-17, 0.0]
+    for estimator, rows in ((binary, np.array([[1e-17], [-1e-17], [2.0]])), (three, data.data[:3])):
+        matrix = estimator.predict_proba(rows)
+        assert (matrix == matrix.max(axis=1, keepdims=True)).sum(axis=1).max() > 1  # the tie is real
+        result = LoadedModel(estimator=estimator, classes=estimator.classes_.tolist()).predict(rows)
+        assert result.predictions == estimator.predict(rows).tolist()
+        assert result.predictions != estimator.classes_.take(np.argmax(matrix, axis=1)).tolist()
