@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import HttpRequest
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
@@ -65,9 +66,9 @@ def count_ahead(request: Request, *, api_key: ApiKey | None = None, user_pk: Any
         setattr(request._request, _COUNTED_AHEAD_ATTR, (subject, usage))
 
 
-def undo_counted_ahead(request: Request) -> None:
+def undo_counted_ahead(request: Request | HttpRequest) -> None:
     """Take back a count made ahead that no throttle used (see count_ahead)."""
-    ahead = request._request.__dict__.pop(_COUNTED_AHEAD_ATTR, None)
+    ahead = getattr(request, "_request", request).__dict__.pop(_COUNTED_AHEAD_ATTR, None)
     if ahead is not None:
         rate_limit_undo(ahead[1])
 
