@@ -109,6 +109,8 @@ def rate_limit_undo(usage: Usage) -> None:
     """Take back the count rate_limit_hit made (for a request that turned out not to be
     chargeable). Nothing happens if the counter has expired meanwhile: DECR on a missing key
     would create one at -1 with no expiry, so the cache's decr, which refuses to, is used."""
+    if time.monotonic() < _store_down_until:  # no waiting on a store just found unreachable
+        return
     try:
         caches[settings.RATELIMIT_USE_CACHE].decr(usage.counter)
     except ValueError:  # the window is over and its counter gone

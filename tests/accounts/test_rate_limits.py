@@ -90,6 +90,17 @@ def test_refused_requests_use_no_quota(client_for, alice, staff, anon, rates):
     assert jwt.get(MODELS)["X-RateLimit-Remaining"] == "1"
 
 
+def test_requests_refused_after_the_limit_is_checked_are_charged(alice, anon, rates):
+    """Bad input (400) and unknown objects (404) got past the limit: they count, as ever."""
+    rates(default="5/d")
+    created = api_key_create(user=alice, name="careless", created_by=None)
+    anon.credentials(HTTP_X_API_KEY=created.key)
+    assert anon.get(MODELS)["X-RateLimit-Remaining"] == "4"
+    assert anon.post("/api/v1/predictions/", {"features": [1, 2]}, format="json").status_code == 400
+    assert anon.get("/api/v1/predictions/999999999/").status_code == 404
+    assert anon.get(MODELS)["X-RateLimit-Remaining"] == "1"
+
+
 def test_a_changed_key_rate_counts_each_request_once(alice, anon, rates):
     """The worker's old copy of the key counts ahead at the old rate; the throttle, seeing the
     new one, takes that count back before counting at the new rate."""
