@@ -48,7 +48,7 @@ class Usage:
     remaining: int
     reset_seconds: int
     limited: bool
-    counter: str = ""  # the cache key this request was counted on, to take the count back
+    counter: str  # the cache key this request was counted on, to take the count back
 
 
 def rate_is_valid(rate: str) -> bool:

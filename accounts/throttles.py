@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
@@ -66,9 +65,9 @@ def count_ahead(request: Request, *, api_key: ApiKey | None = None, user_pk: Any
         setattr(request._request, _COUNTED_AHEAD_ATTR, (subject, usage))
 
 
-def undo_counted_ahead(request: Request | HttpRequest) -> None:
+def undo_counted_ahead(request: Request) -> None:
     """Take back a count made ahead that no throttle used (see count_ahead)."""
-    ahead = getattr(request, "_request", request).__dict__.pop(_COUNTED_AHEAD_ATTR, None)
+    ahead = request._request.__dict__.pop(_COUNTED_AHEAD_ATTR, None)
     if ahead is not None:
         rate_limit_undo(ahead[1])
 
@@ -78,12 +77,12 @@ class _Throttle(BaseThrottle):
         self._wait: float | None = None
 
     def _hit(self, request: Request, *, group: str, who: str, rate: str) -> bool:
-        ahead = request._request.__dict__.get(_COUNTED_AHEAD_ATTR)
+        ahead = request._request.__dict__.pop(_COUNTED_AHEAD_ATTR, None)
         if ahead is not None and ahead[0] == (group, who, rate):
-            del request._request.__dict__[_COUNTED_AHEAD_ATTR]
             usage = ahead[1]
-        else:  # counted ahead as someone else (e.g. a key whose rate just changed), if at all
-            undo_counted_ahead(request)
+        else:
+            if ahead is not None:  # counted ahead as someone else, e.g. a key whose rate just changed
+                rate_limit_undo(ahead[1])
             usage = rate_limit_hit(request=request._request, group=group, who=who, rate=rate)
         _remember(request, usage)
         if usage is not None and usage.limited:

@@ -142,7 +142,7 @@ class ProcessCache(Generic[T]):
 
     def __init__(self, scope: str) -> None:
         self.scope = scope
-        self._entries: dict[Any, tuple[str | None, float, T]] = {}
+        self._entries: dict[Any, tuple[str, float, T]] = {}
         self._lock = threading.Lock()
         _all_caches.append(self)
 
