@@ -11,6 +11,7 @@ which overflows the stack well below orjson's own limit of 1,024), or holds a NU
 from __future__ import annotations
 
 from decimal import Decimal
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -40,18 +41,22 @@ def dumps(data: Any) -> bytes:
 _CONTAINERS = frozenset((dict, list))
 
 
+def _items(value: dict | list) -> Any:
+    return value.values() if type(value) is dict else value
+
+
 def _check_depth(data: Any) -> None:
-    """The depth check alone, for bodies that cannot hold a NUL: containers are walked, and a
-    list of plain values (a row of features) is passed over in one C-level pass."""
-    stack = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
+    """The depth check alone, for bodies that cannot hold a NUL: one level at a time, each level's
+    values gathered and typed in C-level passes, so a batch's rows cost no Python loop each."""
+    level, depth = [data], 1
+    while True:
         if depth > MAX_JSON_DEPTH:
             raise ParseError(f"JSON is nested deeper than {MAX_JSON_DEPTH} levels.")
-        items = value.values() if type(value) is dict else value
-        kinds = set(map(type, items))
-        if kinds & _CONTAINERS:
-            stack.extend((item, depth + 1) for item in items if type(item) in _CONTAINERS)
+        children = list(chain.from_iterable(map(_items, level)))
+        if _CONTAINERS.isdisjoint(map(type, children)):
+            return
+        level = [item for item in children if type(item) in _CONTAINERS]
+        depth += 1
 
 
 def _check_structure(data: Any) -> None:

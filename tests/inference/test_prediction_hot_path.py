@@ -35,6 +35,7 @@ from analytics.models import RequestLog
 from inference.models import Prediction
 from inference.runtime import LoadedModel
 from project import db, freshness
+from project.errors import ModelUnavailable
 from tests.inference.helpers import IRIS_ROW, register_tree
 
 PREDICTIONS = "/api/v1/predictions/"
@@ -91,6 +92,25 @@ def test_the_row_is_committed_with_its_log_row_and_read_back_the_same(client_for
     assert stored.outputs == created["prediction"]
     log = RequestLog.objects.get(request_id=uuid.UUID(response["X-Request-ID"]))
     assert (log.status, log.model, log.rows, log.response_bytes) == (201, "iris", 1, len(response.content))
+
+
+def test_a_batch_is_stored_with_lz4_and_read_back_the_same(client_for, alice):
+    """The batch columns are compressed with lz4 (faster to write than pglz; see migration
+    0003); what the client sent and got is what the row gives back."""
+    client = client_for(alice)
+    rows = [[round(5 + i / 1000, 3), 3.5, 1.4, 0.2] for i in range(1000)]
+    created = client.post(PREDICTIONS, {"instances": rows}, format="json").json()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_column_compression(inputs), pg_column_compression(outputs),"
+            " pg_column_compression(probabilities) FROM inference_prediction WHERE id = %s",
+            [created["id"]],
+        )
+        assert cursor.fetchone() == ("lz4", "lz4", "lz4")
+    stored = client.get(f"{PREDICTIONS}{created['id']}/").json()
+    assert stored["inputs"] == rows
+    assert stored["prediction"] == created["prediction"]
+    assert stored["probabilities"] == created["probabilities"]
 
 
 def test_when_the_write_fails_the_answer_is_503_not_201(client_for, alice, monkeypatch):
@@ -265,3 +285,13 @@ def test_tied_probabilities_fall_back_to_predict():
         result = LoadedModel(estimator=estimator, classes=estimator.classes_.tolist()).predict(rows)
         assert result.predictions == estimator.predict(rows).tolist()
         assert result.predictions != estimator.classes_.take(np.argmax(matrix, axis=1)).tolist()
+
+
+def test_probabilities_that_do_not_match_the_registered_classes_are_refused():
+    """A registry row whose classes disagree with its estimator gives no mislabelled answer."""
+    data = load_iris()
+    estimator = LogisticRegression(max_iter=500).fit(data.data, data.target)
+    with pytest.raises(ModelUnavailable):
+        LoadedModel(estimator=estimator, classes=[0, 1]).predict(data.data[:2])
+    result = LoadedModel(estimator=estimator, classes=["a", "b", "c"]).predict(data.data[:2])
+    assert list(result.probabilities[0]) == ["a", "b", "c"]

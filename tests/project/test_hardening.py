@@ -2,12 +2,16 @@
 clear 4xx (or 503) in the error shape, and every request must still leave its log row."""
 
 import base64
+import io
 
+import orjson
 import pytest
 from django.db import OperationalError, connection
+from rest_framework.exceptions import ParseError
 
 from analytics.models import RequestLog
 from inference.models import Generation
+from project.json import MAX_JSON_DEPTH, JSONParser
 
 
 def nested(depth: int, leaf: object = 1.0) -> object:
@@ -135,3 +139,31 @@ def test_a_refresh_that_is_not_a_string_is_a_plain_error(anon, db):
     response = anon.post("/api/v1/auth/token/refresh/", {"refresh": 123}, format="json")
     assert response.status_code in (400, 401)
     assert "ErrorDetail" not in response.json()["error"]["message"]
+
+
+def _depth(value: object) -> int:
+    """The nesting depth, the slow obvious way, to check the parser's fast one against."""
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+@pytest.mark.parametrize("wrap", [lambda v: [v], lambda v: {"k": v}, lambda v: [1, {"a": "b", "k": [v]}]])
+def test_the_depth_limit_is_exactly_64_levels_of_lists_and_objects(wrap):
+    """The parser's level-by-level depth check agrees with the recursive one on every depth
+    around the limit: up to 64 levels parse, deeper is a ParseError, however they nest."""
+    value: object = [1.0, 2.0]
+    seen = set()
+    while _depth(value) <= MAX_JSON_DEPTH + 3:
+        depth = _depth(value)
+        seen.add(depth)
+        if depth <= MAX_JSON_DEPTH:
+            assert JSONParser().parse(io.BytesIO(orjson.dumps(value))) == value
+        else:
+            with pytest.raises(ParseError):
+                JSONParser().parse(io.BytesIO(orjson.dumps(value)))
+        value = wrap(value)
+    assert seen & {MAX_JSON_DEPTH - 2, MAX_JSON_DEPTH - 1, MAX_JSON_DEPTH}
+    assert seen & {MAX_JSON_DEPTH + 1, MAX_JSON_DEPTH + 2, MAX_JSON_DEPTH + 3}
