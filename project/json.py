@@ -46,8 +46,9 @@ def _items(value: dict | list) -> Any:
 
 
 def _check_depth(data: Any) -> None:
-    """The depth check alone, for bodies that cannot hold a NUL: one level at a time, each level's
-    values gathered and typed in C-level passes, so a batch's rows cost no Python loop each."""
+    """The depth check alone, for bodies that cannot hold a NUL: one level at a time. A level's
+    values are gathered and their types tested in one pass each, and the walk stops at the first
+    level that holds no container, so a batch's numbers are never looked at one by one."""
     level, depth = [data], 1
     while True:
         if depth > MAX_JSON_DEPTH:

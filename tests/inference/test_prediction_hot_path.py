@@ -97,6 +97,10 @@ def test_the_row_is_committed_with_its_log_row_and_read_back_the_same(client_for
 def test_a_batch_is_stored_with_lz4_and_read_back_the_same(client_for, alice):
     """The batch columns are compressed with lz4 (faster to write than pglz; see migration
     0003); what the client sent and got is what the row gives back."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'")
+        if "lz4" not in cursor.fetchone()[0]:
+            pytest.skip("this PostgreSQL server was built without lz4; the migration leaves pglz")
     client = client_for(alice)
     rows = [[round(5 + i / 1000, 3), 3.5, 1.4, 0.2] for i in range(1000)]
     created = client.post(PREDICTIONS, {"instances": rows}, format="json").json()
