@@ -14,7 +14,7 @@ import io
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,16 @@ _PREDICT_IS_ARGMAX_UNLESS_TIED = frozenset((LogisticRegression, GaussianNB))
 class LoadedModel:
     estimator: Any
     classes: list[Any] | None
+    # The probabilities' keys, made once at load rather than on every request.
+    keys: list[str] | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.classes is None:
+            return
+        known = getattr(self.estimator, "classes_", None)
+        if known is not None and len(known) != len(self.classes):  # so the rows can zip unchecked
+            raise ModelUnavailable("The model's classes do not match its registered classes.")
+        object.__setattr__(self, "keys", [str(label) for label in self.classes])
 
     def predict(self, rows: np.ndarray) -> PredictionResult:
         # Overflow is checked for below (finite), rather than warned about on every such call.
@@ -83,12 +93,9 @@ class LoadedModel:
         finite = not np.issubdtype(raw.dtype, np.floating) or bool(np.isfinite(raw).all())
         probabilities = None
         if matrix is not None:
-            keys = [str(label) for label in self.classes]
-            if matrix.shape[1] != len(keys):  # checked once here, so the rows can zip unchecked
-                raise ModelUnavailable("The model's probabilities do not match its registered classes.")
             finite = finite and bool(np.isfinite(matrix).all())
             # map() builds a 1,000-row batch's dicts in about two thirds of a comprehension's time.
-            probabilities = list(map(dict, map(zip, repeat(keys), matrix.tolist())))
+            probabilities = list(map(dict, map(zip, repeat(self.keys), matrix.tolist())))
         return PredictionResult(predictions=raw.tolist(), probabilities=probabilities, finite=finite)
 
     def _argmax_unless_tied(self, rows: np.ndarray, matrix: np.ndarray) -> np.ndarray:
@@ -140,7 +147,11 @@ def _load_verified(path: Path, sha256: str, classes: list[Any] | None) -> Loaded
         )
     estimator = joblib.load(io.BytesIO(data))
     logger.info("loaded model %s in %.1f ms", path, (time.perf_counter() - started) * 1000)
-    return LoadedModel(estimator=estimator, classes=classes)
+    try:
+        return LoadedModel(estimator=estimator, classes=classes)
+    except ModelUnavailable:
+        logger.error("model file %s has other classes than its registry row; refusing to load", path)
+        raise
 
 
 def forget_loaded_models() -> None:

@@ -296,6 +296,6 @@ def test_probabilities_that_do_not_match_the_registered_classes_are_refused():
     data = load_iris()
     estimator = LogisticRegression(max_iter=500).fit(data.data, data.target)
     with pytest.raises(ModelUnavailable):
-        LoadedModel(estimator=estimator, classes=[0, 1]).predict(data.data[:2])
+        LoadedModel(estimator=estimator, classes=[0, 1])
     result = LoadedModel(estimator=estimator, classes=["a", "b", "c"]).predict(data.data[:2])
     assert list(result.probabilities[0]) == ["a", "b", "c"]
