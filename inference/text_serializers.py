@@ -125,11 +125,37 @@ class GenerationSerializer(serializers.Serializer):
 
 
 class ChatMessageSerializer(serializers.Serializer):
+    """One message, checked as OpenAI checks it, so a malformed one is our 400 before the upstream
+    is paid: every role but the assistant's needs content; a tool's answer names its call."""
+
     role = serializers.ChoiceField(choices=["system", "developer", "user", "assistant", "tool"])
     content = serializers.JSONField(required=False, allow_null=True)
-    name = serializers.CharField(required=False)
-    tool_call_id = serializers.CharField(required=False)
+    name = StrictCharField(required=False, max_length=64)
+    tool_call_id = StrictCharField(required=False, max_length=100)
     tool_calls = serializers.JSONField(required=False)
+
+    def validate_content(self, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, list) and all(isinstance(part, dict) for part in value):
+            return value  # content parts ({"type": "text", ...}), passed on as they are
+        raise serializers.ValidationError("Expected a string or an array of content parts.")
+
+    def validate_tool_calls(self, value: Any) -> Any:
+        if not isinstance(value, list) or not all(isinstance(call, dict) for call in value):
+            raise serializers.ValidationError("Expected an array of tool calls.")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        role, content = attrs["role"], attrs.get("content")
+        if role == "assistant":
+            if content is None and not attrs.get("tool_calls"):
+                raise serializers.ValidationError({"content": ["An assistant message needs content or tool_calls."]})
+        elif content is None:
+            raise serializers.ValidationError({"content": [f"A {role} message needs content."]})
+        if role == "tool" and not attrs.get("tool_call_id"):
+            raise serializers.ValidationError({"tool_call_id": ["A tool message names the call it answers."]})
+        return attrs
 
 
 class StreamOptionsSerializer(serializers.Serializer):

@@ -38,11 +38,25 @@ _DRF_CODES: dict[type[drf.APIException], str] = {
 }
 
 
+def plain_details(value: Any) -> Any:
+    """Validation details as plain JSON: string keys, string messages, at any depth.
+
+    DRF reports the errors of a list's items keyed by their integer index (`{"messages": {0:
+    {...}}}`), which JSON cannot carry as such; and its messages are ErrorDetail objects. Done
+    here, on the one error path, so no serializer anywhere can turn bad input into a 500.
+    """
+    if isinstance(value, dict):
+        return {str(key): plain_details(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_details(item) for item in value]
+    return value if isinstance(value, (int, float, bool)) or value is None else str(value)
+
+
 def _from_drf(exc: drf.APIException) -> tuple[int, str, str, dict[str, Any]]:
     code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
     if isinstance(exc, drf.ValidationError):
         detail = exc.detail
-        details = detail if isinstance(detail, dict) else {"non_field_errors": detail}
+        details = plain_details(detail if isinstance(detail, dict) else {"non_field_errors": detail})
         return exc.status_code, code, "Invalid input.", details
     detail = exc.detail
     if isinstance(detail, dict):  # simplejwt's InvalidToken carries a dict with its own "detail"
@@ -58,7 +72,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         undo_counted_ahead(request)  # refused before its rate limit was checked: not charged
     headers: dict[str, str] = {}
     if isinstance(exc, AppError):
-        status, code, message, details = exc.status_code, exc.code, exc.message, exc.details
+        status, code, message, details = exc.status_code, exc.code, exc.message, plain_details(exc.details)
     elif isinstance(exc, Http404):
         status, code, message, details = 404, "not_found", "Not found.", {}
     elif isinstance(exc, PermissionDenied):

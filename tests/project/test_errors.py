@@ -311,3 +311,34 @@ def test_a_get_without_a_trailing_slash_is_not_redirected(client):
     response = client.get("/api/v1/models/iris")
     assert response.status_code == 200
     assert response.json()["name"] == "iris"
+
+
+def test_any_serializers_list_errors_render_with_string_keys():
+    """DRF keys the errors of a list's items by integer index (ListField, many=True); the one
+    error path turns them into JSON that any renderer can write, whatever the serializer."""
+    from rest_framework import serializers
+
+    from project.error_handlers import exception_handler
+    from project.json import JSONRenderer
+
+    class Item(serializers.Serializer):
+        n = serializers.IntegerField()
+
+    class Body(serializers.Serializer):
+        numbers = serializers.ListField(child=serializers.IntegerField())
+        items = Item(many=True)
+        nested = serializers.DictField(child=serializers.ListField(child=serializers.IntegerField()))
+
+    params = Body(data={"numbers": [1, "x"], "items": [{"n": 1}, {"n": "y"}], "nested": {"a": [1, "z"]}})
+    assert not params.is_valid()
+    with pytest.raises(serializers.ValidationError) as raised:
+        params.is_valid(raise_exception=True)
+    assert 1 in raised.value.detail["numbers"]  # the shape that used to make a 500
+
+    response = exception_handler(raised.value, {})
+    body = json.loads(JSONRenderer().render(response.data))
+    details = body["error"]["details"]
+    assert list(details["numbers"]) == ["1"]
+    assert list(details["items"]) == ["1"]
+    assert details["items"]["1"]["n"] == ["A valid integer is required."]
+    assert list(details["nested"]["a"]) == ["1"]
