@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -21,6 +21,19 @@ def _floor_day(moment: Any) -> Any:
     return moment.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+# The moments a period may start and end within: a day inside what Python's datetime can hold,
+# so that widening a period to whole hours and days can never step outside it (OverflowError).
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+def _within_bounds(name: str, moment: datetime) -> None:
+    if not EARLIEST <= moment <= LATEST:
+        raise serializers.ValidationError(
+            {name: [f"Must be between {EARLIEST.date().isoformat()} and {LATEST.date().isoformat()} (UTC)."]}
+        )
+
+
 class PeriodSerializer(serializers.Serializer):
     """start and end (ISO 8601), widened to whole hours: the rollups' resolution."""
 
@@ -30,9 +43,17 @@ class PeriodSerializer(serializers.Serializer):
     default_span = timedelta(days=30)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        for name in ("start", "end"):
+            if name in attrs:
+                _within_bounds(name, attrs[name])
         end = attrs.get("end") or timezone.now()
         # By default whole days (midnight UTC), which the day rollups answer directly.
-        start = attrs.get("start") or _floor_day(end - self.default_span_for(attrs))
+        if "start" in attrs:
+            start = attrs["start"]
+        elif end - EARLIEST < self.default_span_for(attrs):
+            raise serializers.ValidationError({"end": ["Too early for the default period; give a start too."]})
+        else:
+            start = _floor_day(end - self.default_span_for(attrs))
         if start >= end:
             raise serializers.ValidationError({"start": ["Must be before end."]})
         if end - start > timedelta(days=settings.ANALYTICS_MAX_DAYS):

@@ -237,3 +237,43 @@ def test_aggregating_an_empty_log_is_fine(db):
     run = usage_aggregate()
     assert run.rollups == 0
     assert AggregationState.objects.get(pk=1).aggregated_until == run.until
+
+
+EXTREMES = [
+    ("end", {"end": "9999-12-31T23:59:59Z"}),
+    ("end", {"end": "0001-01-01T00:30:00Z"}),
+    ("end", {"end": "0001-01-20T00:00:00Z"}),  # the default 30 days before it are before year 1
+    ("start", {"start": "9999-12-31T23:00:00Z", "end": "9999-12-31T23:59:59Z"}),
+    ("start", {"start": "0001-01-01T00:00:00Z", "end": "0001-01-03T00:00:00Z"}),
+    ("start", {"start": "0001-01-01T00:00:00+05:00"}),
+    ("end", {"end": "9999-12-31T23:59:59-05:00"}),
+]
+
+
+@pytest.mark.parametrize("route", [SUMMARY, USAGE])
+@pytest.mark.parametrize(("field", "params"), EXTREMES)
+@pytest.mark.parametrize("aggregated", [False, True])
+def test_dates_beyond_what_can_be_computed_are_400_naming_the_field(
+    client_for, staff, route, field, params, aggregated
+):
+    if aggregated:
+        usage_aggregate()
+    response = client_for(staff).get(route, params)
+    assert response.status_code == 400, response.content
+    assert field in response.json()["error"]["details"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"start": "0001-01-02T00:00:00Z", "end": "0001-01-03T00:00:00Z"},
+        {"start": "9999-12-29T00:00:00Z", "end": "9999-12-30T00:00:00Z"},
+        {"start": "9999-12-29T00:00:00Z", "end": "9999-12-30T00:00:00Z", "interval": "hour"},
+        {"start": "0001-01-02T00:00:00Z", "end": "0001-01-02T05:00:00Z", "interval": "hour", "group_by": "user"},
+    ],
+)
+@pytest.mark.parametrize("route", [SUMMARY, USAGE])
+def test_the_earliest_and_latest_periods_accepted_are_answered(client_for, staff, route, params):
+    usage_aggregate()
+    response = client_for(staff).get(route, params)
+    assert response.status_code == 200, response.content
