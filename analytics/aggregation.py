@@ -69,10 +69,13 @@ class Totals:
 
     @classmethod
     def from_sums(cls, row: dict[str, Any]) -> Totals:
-        """From a row of SUMs over rollups (None for an empty SUM)."""
+        """From a row of SUMs over rollups (None for an empty SUM). PostgreSQL sums bigint columns
+        as numeric, which arrives as Decimal and would be rendered as 14.0: counts are made ints
+        here, once, so every answer built from them says 14."""
         return cls(
-            **{name: row[name] or 0 for name in cls.METRICS},
-            histogram=[row[name] or 0 for name in FIELDS],
+            **{name: int(row[name] or 0) for name in cls.METRICS if name != "latency_sum_ms"},
+            latency_sum_ms=float(row["latency_sum_ms"] or 0),
+            histogram=[int(row[name] or 0) for name in FIELDS],
         )
 
 

@@ -4,6 +4,7 @@ nothing, and nobody sees anyone else's numbers."""
 
 import csv
 import io
+import json
 import math
 from datetime import datetime, timedelta
 
@@ -277,3 +278,34 @@ def test_the_earliest_and_latest_periods_accepted_are_answered(client_for, staff
     usage_aggregate()
     response = client_for(staff).get(route, params)
     assert response.status_code == 200, response.content
+
+
+def _numbers(value, path=""):
+    """Every number in a JSON document, with where it is."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _numbers(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _numbers(item, f"{path}[{index}]")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        yield path, value
+
+
+COUNT_NAMES = ("requests", "errors", "server_errors", "predictions", "rows", "tokens", "prompt", "completion", "total")
+
+
+@pytest.mark.parametrize("params", [{}, {"interval": "day", "group_by": "model"}, {"interval": "hour"}])
+def test_counts_stay_integers_after_aggregation(client_for, staff, seeded, params):
+    """Sums over the rollups' bigint columns come back from PostgreSQL as numeric: the answers
+    must still say 14, never 14.0."""
+    route = USAGE if params else SUMMARY
+    if params.get("interval") == "hour":
+        params = {**params, "start": seeded["start"], "end": seeded["end"]}
+    else:
+        params = {**params, **seeded}
+    text = client_for(staff).get(route, params).content.decode()
+    counts = [(path, value) for path, value in _numbers(json.loads(text)) if path.rsplit(".", 1)[-1] in COUNT_NAMES]
+    assert counts
+    assert [(path, value) for path, value in counts if not isinstance(value, int)] == []
+    assert any(value > 0 for path, value in counts if path.endswith("rows"))
