@@ -45,6 +45,11 @@ class PredictionAdmin(ReadOnlyAdmin):
     ordering = ("-created_at", "-id")
     readonly_fields = [f.name for f in Prediction._meta.fields]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Prediction]:
+        # A page of 50 batches must not load 50 batches: the big columns are read only by the
+        # page of the one prediction that shows them.
+        return super().get_queryset(request).defer("inputs", "outputs", "probabilities")
+
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):

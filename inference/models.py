@@ -44,6 +44,11 @@ class ModelVersion(models.Model):
         return f"{self.name} v{self.version}"
 
 
+# How many outputs a prediction keeps beside the full ones, for lists: a page of predictions
+# reads these, never a batch's full columns, so its cost does not grow with batch size.
+OUTPUTS_HEAD = 10
+
+
 class Prediction(models.Model):
     """One call to POST /api/v1/predictions/: who asked, which model, what came back."""
 
@@ -56,6 +61,7 @@ class Prediction(models.Model):
     inputs = models.JSONField(null=True, blank=True, help_text="Input rows, when STORE_PREDICTION_INPUTS is on.")
     outputs = models.JSONField()
     probabilities = models.JSONField(null=True, blank=True)
+    outputs_head = models.JSONField(null=True, blank=True, help_text=f"The first {OUTPUTS_HEAD} outputs, for lists.")
     latency_ms = models.FloatField(help_text="Time spent in the model.")
     created_at = models.DateTimeField(default=timezone.now)
 

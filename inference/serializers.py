@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import orjson
 from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from inference.models import ModelVersion, Prediction, model_name_validator
+from inference.models import OUTPUTS_HEAD, ModelVersion, Prediction, model_name_validator
 from project.errors import PayloadTooLarge
 
 # --- input --------------------------------------------------------------------------
@@ -132,12 +134,65 @@ class PredictionSerializer(serializers.ModelSerializer):
 
 
 class PredictionDetailSerializer(PredictionSerializer):
+    """GET /predictions/{id}/: the whole prediction. Documents prediction_detail_representation."""
+
     class Meta(PredictionSerializer.Meta):
         fields = [*PredictionSerializer.Meta.fields, "inputs"]
         read_only_fields = fields
 
 
+class PredictionSummarySerializer(serializers.ModelSerializer):
+    """One item of GET /predictions/: what a page shows of a prediction, whatever its batch size;
+    the whole of it is at `url`."""
+
+    url = serializers.HyperlinkedIdentityField(view_name="v1:prediction-detail")
+    model = serializers.CharField(source="model_name")
+    rows = serializers.IntegerField(source="n_rows")
+    first_outputs = serializers.JSONField(
+        source="outputs_head", help_text=f"The first outputs (at most {OUTPUTS_HEAD}); all of them are at `url`."
+    )
+    user = serializers.CharField(source="user.username", default=None)
+
+    class Meta:
+        model = Prediction
+        fields = ["id", "url", "model", "version", "rows", "first_outputs", "user", "created_at"]
+        read_only_fields = fields
+
+
 _DATETIME = serializers.DateTimeField()
+
+
+# An integer literal of 20 digits or more: jsonb writes a client's 1e20 as 100000000000000000000.
+_WIDE_INTEGER = re.compile(r"(?<![.\deE+-])-?\d{20,}(?![.\deE])")
+
+
+def _stored_json(text: str | None) -> orjson.Fragment | Any:
+    """A stored JSON column, as it goes out. Usually the text as it is: orjson embeds a Fragment
+    unparsed. jsonb keeps a double like 1.7976931348623157e308 as the exact decimal 179769…0,
+    which a client's parser could read as an integer of another value; such a column is parsed
+    (orjson reads integers wider than 64 bits as the doubles they were) and written again."""
+    if text is None:
+        return None
+    if _WIDE_INTEGER.search(text):
+        return orjson.loads(text)
+    return orjson.Fragment(text)
+
+
+def prediction_detail_representation(found: dict[str, Any]) -> dict[str, Any]:
+    """What PredictionDetailSerializer documents, from inference.selectors.prediction_get: the
+    batch columns go out as the JSON text the database holds (orjson embeds a Fragment as it is),
+    never decoded, so a 10,000-row batch costs about the size of its answer to read back."""
+    return {
+        "id": found["id"],
+        "model": found["model_name"],
+        "version": found["version"],
+        "prediction": _stored_json(found["outputs_json"]),
+        "probabilities": _stored_json(found["probabilities_json"]),
+        "rows": found["n_rows"],
+        "user": found["user__username"],
+        "created_at": _DATETIME.to_representation(found["created_at"]),
+        "inputs": _stored_json(found["inputs_json"]),
+    }
 
 
 def prediction_representation(prediction: Prediction) -> dict[str, Any]:

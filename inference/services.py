@@ -17,7 +17,7 @@ from django.db.models import Max
 
 from inference import runtime
 from inference.features import rows_to_matrix
-from inference.models import ModelVersion, Prediction, model_name_validator
+from inference.models import OUTPUTS_HEAD, ModelVersion, Prediction, model_name_validator
 from inference.selectors import model_version_current, model_version_get
 from project import db, freshness
 from project.errors import InvalidInput
@@ -144,6 +144,7 @@ def prediction_create(
         n_rows=len(rows),
         inputs=rows if settings.STORE_PREDICTION_INPUTS else None,
         outputs=result.predictions,
+        outputs_head=result.predictions[:OUTPUTS_HEAD],
         probabilities=result.probabilities,
         latency_ms=latency_ms,
     )

@@ -15,6 +15,8 @@ from inference.serializers import (
     PredictionDetailSerializer,
     PredictionFilterSerializer,
     PredictionSerializer,
+    PredictionSummarySerializer,
+    prediction_detail_representation,
     prediction_representation,
 )
 from project import freshness
@@ -54,7 +56,7 @@ class ModelViewSet(viewsets.GenericViewSet):
     list=extend_schema(
         summary="Your predictions, newest first (staff: everyone's)",
         parameters=[PredictionFilterSerializer],
-        responses={200: PredictionSerializer, **ERROR_RESPONSES},
+        responses={200: PredictionSummarySerializer, **ERROR_RESPONSES},
     ),
     retrieve=extend_schema(
         summary="One of your predictions", responses={200: PredictionDetailSerializer, **ERROR_RESPONSES}
@@ -81,8 +83,9 @@ class PredictionViewSet(viewsets.GenericViewSet):
         filters = PredictionFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         page = self.paginate_queryset(selectors.prediction_list(user=request.user, **filters.validated_data))
-        return self.get_paginated_response(PredictionSerializer(page, many=True).data)
+        summaries = PredictionSummarySerializer(page, many=True, context={"request": request})
+        return self.get_paginated_response(summaries.data)
 
     def retrieve(self, request: Request, pk: str) -> Response:
         prediction = selectors.prediction_get(user=request.user, pk=int(pk))
-        return Response(PredictionDetailSerializer(prediction).data)
+        return Response(prediction_detail_representation(prediction))

@@ -34,8 +34,33 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
+
+
+def _wide_ints_as_floats(value: Any) -> Any:
+    if type(value) is int and not _INT64_MIN <= value <= _UINT64_MAX:
+        return float(value)
+    if isinstance(value, dict):
+        return {key: _wide_ints_as_floats(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_wide_ints_as_floats(item) for item in value]
+    return value
+
+
 def dumps(data: Any) -> bytes:
-    return orjson.dumps(data, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
+    """JSON bytes; integers wider than 64 bits go out as the doubles they came in as.
+
+    A client's 1e20 is a double, and jsonb keeps it as the exact numeric 100000000000000000000,
+    which reads back as a Python int that orjson refuses. Every stored value must read back, so
+    the one place that writes JSON answers writes such ints as doubles (JSON has one number type).
+    Only a refused document pays for the second pass.
+    """
+    try:
+        return orjson.dumps(data, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
+    except orjson.JSONEncodeError as exc:
+        if "64-bit" not in str(exc):
+            raise
+        return orjson.dumps(_wide_ints_as_floats(data), default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 _CONTAINERS = frozenset((dict, list))

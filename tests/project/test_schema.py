@@ -135,7 +135,8 @@ def test_prediction_list_is_paginated_and_documents_its_filters(schema):
     page = json_body(schema, listing["responses"]["200"])
     assert {"results", "next", "previous"} <= set(page["properties"])
     item = resolve(schema, page["properties"]["results"]["items"])
-    assert {"id", "model", "version", "prediction", "created_at"} <= set(item["properties"])
+    # A summary per prediction; the whole of it is at `url`.
+    assert {"id", "url", "model", "version", "rows", "first_outputs", "created_at"} <= set(item["properties"])
     query = {p["name"] for p in listing["parameters"] if p["in"] == "query"}
     assert {"model", "since", "until"} <= query
 
