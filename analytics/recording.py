@@ -21,6 +21,7 @@ from project.http import client_ip
 logger = logging.getLogger(__name__)
 
 _USAGE_ATTR = "_usage_note"
+_FAILURE_ATTR = "_failure_note"
 _PENDING_ATTR = "_rows_with_request_log"
 
 
@@ -34,6 +35,13 @@ def note_usage(
         _USAGE_ATTR,
         {"model": model, "rows": rows, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
     )
+
+
+def note_failure(request: HttpRequest, *, status: int, code: str) -> None:
+    """Say that a request failed after its status line was sent (a stream that broke, or whose
+    client went away): its request-log row records this status and code, not the 200 sent first."""
+    django_request = getattr(request, "_request", request)
+    setattr(django_request, _FAILURE_ATTR, (status, code))
 
 
 def store_with_request_log(request: HttpRequest) -> Callable[[Model], None]:
@@ -95,6 +103,8 @@ def request_log_create(
     user = request.__dict__.get("user") if auth_method else None
     match = request.resolver_match
     usage: dict[str, Any] = request.__dict__.get(_USAGE_ATTR, {})
+    failure = request.__dict__.get(_FAILURE_ATTR)
+    status, error_code = failure or (response.status_code, getattr(response, "error_code", ""))
     try:
         row = RequestLog(
             request_id=request_id,
@@ -102,8 +112,8 @@ def request_log_create(
             method=_text(request.method, 10),
             path=_text(request.path, 255),
             endpoint=(match.view_name if match else "")[:100],
-            status=response.status_code,
-            error_code=getattr(response, "error_code", "")[:50],
+            status=status,
+            error_code=error_code[:50],
             latency_ms=latency_ms,
             latency_bin=bin_of(latency_ms),
             user=user if user is not None and user.is_authenticated else None,
@@ -137,4 +147,8 @@ def recorded_when_finished(content: Iterator[bytes], *, record: Any, started: fl
             sent += len(part)
             yield part
     finally:
+        # A client that went away stops us at a yield: close the stream it was reading first, so
+        # the stream's own ending (what it recorded, how it failed) is known before its log row.
+        if (close := getattr(content, "close", None)) is not None:
+            close()
         record(latency_ms=(time.perf_counter() - started) * 1000, response_bytes=sent)

@@ -20,7 +20,7 @@ from inference import llm, sentiment
 from inference.models import Generation, SentimentCall
 from inference.response_cache import cache_key, cached_answer, cached_answers, remember_answer, remember_answers
 from project.db import release_connection
-from project.errors import AppError
+from project.errors import AppError, ClientClosedRequest, UpstreamError
 from project.json import dumps
 
 logger = logging.getLogger(__name__)
@@ -187,18 +187,26 @@ def completion_stream(
     user: AbstractUser,
     request: GenerationRequest,
     render: StreamRenderer,
-    on_finish: Callable[[Generation], None] | None = None,
+    on_finish: Callable[[Generation, AppError | None], None] | None = None,
 ) -> Iterator[bytes]:
     """Open the upstream stream now (so a failure to start is a plain error status), then
     yield server-sent events as `render` shapes them, recording the generation at the end
-    (and telling `on_finish`, for the request log)."""
+    (and telling `on_finish` how it ended, for the request log).
+
+    A stream counts as answered only when every choice it started has a finish reason: one that
+    ends without (cut off, or a body that was never a stream), or with a chunk that cannot be
+    read, ends with an error event and is recorded as the failure it is, never as a success.
+    """
     started = time.perf_counter()
     release_connection()
     chunks = llm.chat_stream(**request.params)
 
     def events() -> Iterator[bytes]:
         parts: list[str] = []
-        finish_reason, usage, model, error_code = "", llm.Usage(), request.model, "client_disconnected"
+        usage, model = llm.Usage(), request.model
+        finish_reasons: dict[int, str] = {}  # choice index -> its finish reason ("" until it has one)
+        # Until the stream has been read to its end, the one who stopped it is the client.
+        failure: AppError | None = ClientClosedRequest()
         try:
             for chunk in chunks:
                 model = chunk.model or model
@@ -207,28 +215,32 @@ def completion_stream(
                 for choice in chunk.choices:
                     if choice.delta and choice.delta.content:
                         parts.append(choice.delta.content)
-                    finish_reason = choice.finish_reason or finish_reason
+                    index = getattr(choice, "index", None) or 0
+                    finish_reasons[index] = choice.finish_reason or finish_reasons.get(index, "")
                 if event := render.chunk(chunk):
                     yield event
-            error_code = ""
+            if not finish_reasons or not all(finish_reasons.values()):
+                logger.error("upstream stream ended before every choice had a finish reason")
+                raise UpstreamError("The upstream model server's stream ended before its answer was finished.")
+            failure = None
         except AppError as exc:
-            error_code = exc.code
+            failure = exc
             yield render.error(exc)
         finally:
             generation = _record(
                 user=user,
                 request=request,
                 output="".join(parts),
-                finish_reason=finish_reason,
+                finish_reason=finish_reasons.get(0, ""),
                 usage=usage,
                 cached=False,
                 started=started,
-                error_code=error_code,
+                error_code=failure.code if failure is not None else "",
                 model=model,
             )
             if on_finish is not None:
-                on_finish(generation)
-        if not error_code:
+                on_finish(generation, failure)
+        if failure is None:
             yield render.done(generation, usage)
 
     return events()

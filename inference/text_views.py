@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from analytics.recording import note_usage
+from analytics.recording import note_failure, note_usage
 from inference import llm, text_services
 from inference.models import Generation
 from inference.text_serializers import (
@@ -23,7 +23,7 @@ from inference.text_serializers import (
     SentimentCreateSerializer,
     SentimentOneSerializer,
 )
-from project.errors import BackendNotConfigured
+from project.errors import AppError, BackendNotConfigured
 from project.schema import ERROR_RESPONSES
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -40,12 +40,19 @@ def _note_tokens(request: Request, generation: Generation) -> None:
         )
 
 
+def _stream_finished(request: Request, generation: Generation, failure: AppError | None) -> None:
+    """A stream ended: its tokens, and how it failed if it did, for its request-log row."""
+    _note_tokens(request, generation)
+    if failure is not None:
+        note_failure(request, status=failure.status_code, code=failure.code)
+
+
 def _streamed(
     request: Request, generation: text_services.GenerationRequest, render: text_services.StreamRenderer
 ) -> StreamingHttpResponse:
     """Server-Sent Events from the upstream's stream, its tokens noted for the request log."""
     events = text_services.completion_stream(
-        user=request.user, request=generation, render=render, on_finish=functools.partial(_note_tokens, request)
+        user=request.user, request=generation, render=render, on_finish=functools.partial(_stream_finished, request)
     )
     response = StreamingHttpResponse(events, content_type="text/event-stream")
     for name, value in SSE_HEADERS.items():

@@ -92,5 +92,14 @@ class UpstreamTimeout(AppError):
     default_message = "The upstream model server did not answer in time."
 
 
+class ClientClosedRequest(AppError):
+    """The client went away before its answer was finished (a stream cut short by the client).
+    Never sent, since there is no one to send it to: it records what happened, with nginx's 499."""
+
+    status_code = 499
+    code = "client_disconnected"
+    default_message = "The client closed the connection before the answer was finished."
+
+
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}

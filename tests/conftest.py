@@ -179,7 +179,7 @@ def _fake_openai_server():
 def fake_openai(_fake_openai_server, settings):
     """A local server speaking OpenAI's protocol, configured as this service's upstream."""
     server = _fake_openai_server
-    server.mode, server.delay = "ok", 0.0
+    server.mode, server.delay, server.chunk_delay = "ok", 0.0, 0.0
     server.calls.clear()
     settings.OPENAI_BASE_URL = server.base_url
     settings.OPENAI_API_KEY = "sk-test-upstream-key"

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from analytics.models import RequestLog
 from inference.models import Generation
 
 GENERATIONS = "/api/v1/generations/"
@@ -171,3 +172,46 @@ def test_the_generation_route_has_its_own_rate(client_for, alice, fake_openai, s
     client = client_for(alice)
     assert [generate(client, {"prompt": "hi"}).status_code for _ in range(3)] == [201, 201, 429]
     assert client.get("/api/v1/models/").status_code == 200
+
+
+def _chat_stream_lines(response) -> list[str]:
+    text = b"".join(response.streaming_content).decode()
+    return [block.removeprefix("data: ") for block in text.strip().split("\n\n")]
+
+
+@pytest.mark.parametrize("mode", ["malformed", "cut-stream", "garbled-stream"])
+def test_a_broken_upstream_stream_ends_with_an_error_and_is_recorded_as_one(client_for, alice, fake_openai, mode):
+    """A body that is not a stream, a stream without a finish reason, a chunk that is not JSON:
+    each ends with an error event instead of `done`, and both records say it failed."""
+    fake_openai.mode = mode
+    response = generate(client_for(alice), {"prompt": "stream me please", "stream": True})
+    assert response.status_code == 200  # sent before the upstream's first chunk was read
+    events = read_events(response)
+    assert [name for name, _ in events if name in ("done", "error")] == ["error"]
+    assert events[-1][1]["error"]["code"] == "upstream_error"
+    generation = Generation.objects.get()
+    assert generation.error_code == "upstream_error"
+    log = RequestLog.objects.get(endpoint="v1:generation-list")
+    assert (log.status, log.error_code) == (502, "upstream_error")
+
+
+@pytest.mark.parametrize("mode", ["malformed", "cut-stream", "garbled-stream"])
+def test_a_broken_stream_on_v1_ends_with_openais_error_event(client_for, alice, fake_openai, mode):
+    fake_openai.mode = mode
+    body = {"messages": [{"role": "user", "content": "stream me please"}], "stream": True}
+    response = client_for(alice).post("/v1/chat/completions", body, format="json")
+    lines = _chat_stream_lines(response)
+    assert "[DONE]" not in lines
+    last = json.loads(lines[-1])
+    assert set(last) == {"error"} and last["error"]["code"] == "upstream_error"
+    assert Generation.objects.get().error_code == "upstream_error"
+    log = RequestLog.objects.get(path="/v1/chat/completions")
+    assert (log.status, log.error_code) == (502, "upstream_error")
+
+
+def test_a_whole_stream_is_logged_as_the_success_it_is(client_for, alice, fake_openai):
+    events = read_events(generate(client_for(alice), {"prompt": "stream me please", "stream": True}))
+    assert events[-1][0] == "done"
+    log = RequestLog.objects.get(endpoint="v1:generation-list")
+    assert (log.status, log.error_code) == (200, "")
+    assert Generation.objects.get().error_code == ""

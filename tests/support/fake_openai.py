@@ -1,7 +1,8 @@
 """A local HTTP server that speaks OpenAI's chat-completions protocol, for tests.
 
 The real `openai` SDK talks to it over real HTTP. Its behaviour is set per test through
-`server.mode` ("ok", "slow", "429", "500", "malformed", "prose") and `server.delay`; every
+`server.mode` ("ok", "slow", "429", "500", "malformed", "prose", and for streams "cut-stream": no
+finish reason, and "garbled-stream": a chunk that is not JSON) and `server.delay`; every
 request it receives is kept in `server.calls`, so a test can tell whether the upstream was asked.
 """
 
@@ -40,6 +41,7 @@ class FakeOpenAI(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.mode = "ok"
         self.delay = 0.0
+        self.chunk_delay = 0.0  # seconds between a stream's chunks
         self.calls: list[dict[str, Any]] = []
         self.lock = threading.Lock()
 
@@ -179,7 +181,16 @@ class _Handler(BaseHTTPRequestHandler):
 
         chunk({"role": "assistant", "content": ""})
         for index, word in enumerate(words):
+            time.sleep(self.server.chunk_delay)
             chunk({"content": word if index == 0 else f" {word}"})
+            if self.server.mode == "garbled-stream" and index == 1:
+                self._write_chunk(b'data: {"id": "chatcmpl-fake", "choices": [ not json\n\n')
+                self._write_chunk(b"")
+                return
+        if self.server.mode == "cut-stream":  # the answer stops: no finish reason, then [DONE]
+            self._write_chunk(b"data: [DONE]\n\n")
+            self._write_chunk(b"")
+            return
         chunk({}, finish)
         if include_usage:
             chunk({}, None, usage)
