@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format venv clean bench bench-analytics
+.PHONY: run test lint format venv clean bench bench-analytics bench-sentiment
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 or newer is needed (python3 --version)"; exit 1; }
@@ -43,6 +43,10 @@ bench: $(BENCH_STAMP)
 ## make bench-analytics: the analytics API at 1M and 10M request-log rows (PostgreSQL and Redis; ~20 min)
 bench-analytics: $(STAMP)
 	$(BIN)/python -m bench.analytics
+
+## make bench-sentiment: what one local sentiment call can cost, against the library as it ships (~1 min)
+bench-sentiment: $(STAMP)
+	$(BIN)/python -m bench.sentiment_cost
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -6,6 +6,7 @@ a confidence derived from those scores — never a constant.
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import math
@@ -48,13 +49,94 @@ class SentimentBatch:
 _VADER_THRESHOLD = 0.05
 
 
+class _BoundedVader(SentimentIntensityAnalyzer):
+    """VADER, with the same answers at a cost that grows in step with the text.
+
+    vaderSentiment 3.3.2 lower-cases the whole text's word list again inside two checks it runs
+    for nearly every sentiment-bearing word, so its cost grows with the square of the word count:
+    5,000 emoji (each read as its multi-word description) took 8 s of CPU. Both checks look at
+    most three words back and two ahead, so here each is given just that window of the list, with
+    the word's index moved to match: the same words at the same offsets, so the same answer
+    (tests/inference check it against the library's own on random texts).
+    """
+
+    def _negation_check(self, valence: float, words: list[str], start_i: int, i: int) -> float:
+        low = max(i - 3, 0)
+        return SentimentIntensityAnalyzer._negation_check(valence, words[low : i + 3], start_i, i - low)
+
+    def _special_idioms_check(self, valence: float, words: list[str], i: int) -> float:
+        low = max(i - 3, 0)
+        return SentimentIntensityAnalyzer._special_idioms_check(valence, words[low : i + 3], i - low)
+
+    @staticmethod
+    def _but_check(words: list[str], sentiments: list[float]) -> list[float]:
+        """The library's check, in n log n steps instead of n squared, with its exact answers.
+
+        The library walks the scores in order and, for each, rescales the *first* score equal to
+        it (`sentiments.index`): halved before the first "but", times 1.5 after it. Scores ahead
+        of the walk are never touched, so the one visited is still its original value; the first
+        equal score is found here from a heap of the positions holding each value so far.
+        """
+        lowered = [str(word).lower() for word in words]
+        if "but" not in lowered:
+            return sentiments
+        but_at = lowered.index("but")
+        positions: dict[float, list[int]] = {}  # value -> heap of positions that held it
+        for visiting, value in enumerate(sentiments):
+            heapq.heappush(positions.setdefault(value, []), visiting)
+            heap = positions[value]
+            while sentiments[heap[0]] != value:  # a position since given another value
+                heapq.heappop(heap)
+            first = heap[0]
+            if first == but_at:
+                continue
+            scaled = value * (0.5 if first < but_at else 1.5)
+            sentiments[first] = scaled
+            heapq.heappush(positions.setdefault(scaled, []), first)
+        return sentiments
+
+
 @cache
-def _vader() -> SentimentIntensityAnalyzer:
-    return SentimentIntensityAnalyzer()  # reads the lexicon that ships in the package, once
+def _vader() -> _BoundedVader:
+    return _BoundedVader()  # reads the lexicon that ships in the package, once
+
+
+def _with_emoji_described(text: str, emojis: dict[str, str]) -> str:
+    """VADER's own first step (each emoji replaced by its description), done here so the words
+    can be counted, and capped, after it: one emoji can become eight words."""
+    if text.isascii():
+        return text.strip()
+    parts, after_space = [], True
+    for char in text:
+        description = emojis.get(char)
+        if description is None:
+            parts.append(char)
+            after_space = char == " "
+        else:
+            if not after_space:
+                parts.append(" ")
+            parts.append(description)
+            after_space = False
+    return "".join(parts).strip()
+
+
+def vader_words(text: str) -> str:
+    """What VADER reads of `text`: emoji described, then at most SENTIMENT_MAX_WORDS words.
+
+    With the checks made linear, VADER costs a few microseconds a word; the cap bounds a text,
+    and so a batch of SENTIMENT_MAX_TEXTS, whatever it holds (see the README's measured worst
+    case). A text within the cap is passed as it is, so its answer is VADER's exactly.
+    """
+    described = _with_emoji_described(text, _vader().emojis)
+    limit = settings.SENTIMENT_MAX_WORDS
+    words = described.split(maxsplit=limit)
+    if len(words) <= limit:
+        return described
+    return " ".join(words[:limit])
 
 
 def _local_one(text: str) -> SentimentResult:
-    polarity = _vader().polarity_scores(text)
+    polarity = _vader().polarity_scores(vader_words(text))
     compound = polarity["compound"]
     if compound >= _VADER_THRESHOLD:
         label = "positive"

@@ -147,6 +147,9 @@ SENTIMENT_BACKEND = env.str("SENTIMENT_BACKEND", default="local")
 SENTIMENT_OPENAI_MODEL = env.str("SENTIMENT_OPENAI_MODEL", default=OPENAI_MODEL)
 SENTIMENT_MAX_CHARS = env.int("SENTIMENT_MAX_CHARS", default=5000)
 SENTIMENT_MAX_TEXTS = env.int("SENTIMENT_MAX_TEXTS", default=100)
+# The most words (after each emoji is read as its description) VADER reads of one text; the rest
+# is not scored. Bounds a text's CPU whatever it holds (README: "What a sentiment call costs").
+SENTIMENT_MAX_WORDS = env.int("SENTIMENT_MAX_WORDS", default=1000)
 GENERATION_DEFAULT_MAX_TOKENS = env.int("GENERATION_DEFAULT_MAX_TOKENS", default=256)
 GENERATION_MAX_TOKENS_LIMIT = env.int("GENERATION_MAX_TOKENS_LIMIT", default=4096)
 GENERATION_MAX_PROMPT_CHARS = env.int("GENERATION_MAX_PROMPT_CHARS", default=32_000)
