@@ -4,11 +4,16 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts.keys import key_generate
 from accounts.models import ApiKey, RevokedToken
+from accounts.policies import ELEVATED_USER_FIELDS, key_owner_refusal, may_edit_user
 from accounts.ratelimits import rate_is_valid
 from accounts.services import api_key_revoke
 
@@ -30,6 +35,14 @@ class ApiKeyForm(forms.ModelForm):
         model = ApiKey
         fields = ["user", "name", "rate", "expires_at"]
 
+    creator: Any = None  # who is making the key: set per request by ApiKeyAdmin.get_form
+
+    def clean_user(self) -> Any:
+        owner = self.cleaned_data.get("user")
+        if owner is not None and (refusal := key_owner_refusal(creator=self.creator, owner=owner)) is not None:
+            raise forms.ValidationError(refusal)
+        return owner
+
     def clean_rate(self) -> str:
         rate = self.cleaned_data.get("rate", "")
         if rate and not rate_is_valid(rate):
@@ -48,6 +61,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_select_related = ("user",)
     readonly_fields = ("prefix", "created_at", "created_by", "revoked_at", "last_used_at")
     actions = ["revoke"]
+
+    def get_form(self, request: HttpRequest, obj: ApiKey | None = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        # The form checks the owner against who is making the key: the API's rule, not a copy.
+        return type(form.__name__, (form,), {"creator": request.user})
 
     def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
         fields = ["user", "name", "rate", "expires_at"]
@@ -77,3 +95,54 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for api_key in queryset:
             api_key_revoke(api_key=api_key)
         self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)
+
+
+# --- users and groups ------------------------------------------------------------------
+
+
+class GuardedUserAdmin(UserAdmin):
+    """Django's user admin lets anyone with `change_user` make themselves a superuser. Here only
+    a superuser changes staff or superuser accounts, or anyone's status, groups or permissions."""
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return fields if request.user.is_superuser else (*fields, *ELEVATED_USER_FIELDS)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        allowed = super().has_change_permission(request, obj)
+        return allowed and (obj is None or may_edit_user(editor=request.user, user=obj))
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        allowed = super().has_delete_permission(request, obj)
+        return allowed and (obj is None or may_edit_user(editor=request.user, user=obj))
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> Any:
+        user = self.get_object(request, id)
+        if user is not None and not may_edit_user(editor=request.user, user=user):
+            raise PermissionDenied
+        return super().user_change_password(request, id, form_url)
+
+
+class SuperuserOnlyGroupAdmin(GroupAdmin):
+    """A group's permissions are power: only a superuser hands them out."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_superuser
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_superuser
+
+
+for _model, _admin in ((get_user_model(), GuardedUserAdmin), (Group, SuperuserOnlyGroupAdmin)):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
+    admin.site.register(_model, _admin)

@@ -11,6 +11,7 @@ from rest_framework_simplejwt.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.settings import api_settings
 
 from accounts.models import ApiKey
+from accounts.policies import key_owner_refusal
 from accounts.ratelimits import rate_is_valid
 from accounts.tokens import RevocableRefreshToken
 
@@ -89,10 +90,8 @@ class ApiKeyCreateSerializer(serializers.Serializer):
     )
 
     def validate_user(self, value: Any) -> Any:
-        creator = self.context.get("creator")
-        if (value.is_staff or value.is_superuser) and not (creator and creator.is_superuser):
-            # A key acts as its owner: a key for a staff account is a staff credential.
-            raise serializers.ValidationError("Only a superuser can make keys for staff accounts.")
+        if (refusal := key_owner_refusal(creator=self.context.get("creator"), owner=value)) is not None:
+            raise serializers.ValidationError(refusal)
         return value
 
     def validate_expires_at(self, value: Any) -> Any:

@@ -204,3 +204,92 @@ def test_only_a_superuser_makes_keys_for_staff(client_for, staff, db):
     root = get_user_model().objects.create_superuser("root", password="x" * 20)
     assert client_for(staff).post(KEYS, {"user": "staff", "name": "k"}, format="json").status_code == 400
     assert client_for(root).post(KEYS, {"user": "staff", "name": "k"}, format="json").status_code == 201
+
+
+# --- the same rule in the admin, and no staff account minting itself more power ---------
+
+
+@pytest.fixture
+def key_clerk(db):
+    """Staff who may add keys and edit users in the admin, but is no superuser."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    clerk = get_user_model().objects.create_user("clerk", password="x" * 20, is_staff=True)
+    codenames = ["add_apikey", "view_apikey", "change_apikey", "change_user", "view_user", "change_group"]
+    clerk.user_permissions.set(Permission.objects.filter(codename__in=codenames))
+    return clerk
+
+
+@pytest.fixture
+def root(db):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_superuser("root", password="x" * 20)
+
+
+def _admin_add_key(client, owner):
+    return client.post(
+        "/admin/accounts/apikey/add/", {"user": owner.pk, "name": "minted", "rate": "", "expires_at": ""}
+    )
+
+
+def test_staff_cannot_mint_a_key_for_a_superuser_or_staff_in_the_admin(client, key_clerk, root, staff, alice):
+    client.force_login(key_clerk)
+    for owner in (root, staff, key_clerk):
+        response = _admin_add_key(client, owner)
+        assert response.status_code == 200  # the form again, with the API's own words
+        assert "Only a superuser can make keys for staff accounts." in response.content.decode()
+    assert not ApiKey.objects.filter(name="minted").exists()
+    assert _admin_add_key(client, alice).status_code == 302
+    assert ApiKey.objects.get(name="minted").user == alice
+
+
+def test_the_api_and_the_admin_refuse_the_same_owners(client, client_for, key_clerk, root, alice):
+    """The same rule (accounts.policies) in both: an inactive owner is refused by both too."""
+    alice.is_active = False
+    alice.save()
+    client.force_login(key_clerk)
+    api = client_for(key_clerk)
+    for owner in (root, alice):
+        assert _admin_add_key(client, owner).status_code == 200
+        assert api.post(KEYS, {"user": owner.pk, "name": "minted"}, format="json").status_code == 400
+    assert not ApiKey.objects.exists()
+
+
+def test_staff_cannot_make_themselves_superuser_in_the_user_admin(client, key_clerk, root, alice):
+    client.force_login(key_clerk)
+    for account in (key_clerk, root):  # their own, and one with more power: to view, not to change
+        page = f"/admin/auth/user/{account.pk}/change/"
+        assert client.get(page).context["has_change_permission"] is False
+        assert client.post(page, {"username": account.username, "is_superuser": "on"}).status_code == 403
+        assert client.get(f"/admin/auth/user/{account.pk}/password/").status_code == 403
+    key_clerk.refresh_from_db()
+    assert key_clerk.is_superuser is False
+    assert client.get("/admin/auth/group/add/").status_code == 403
+
+
+def test_staff_edit_ordinary_accounts_but_not_their_power(client, key_clerk, alice):
+    client.force_login(key_clerk)
+    page = f"/admin/auth/user/{alice.pk}/change/"
+    response = client.get(page)
+    assert response.status_code == 200
+    readonly = set(response.context["adminform"].readonly_fields)
+    assert {"is_staff", "is_superuser", "groups", "user_permissions"} <= readonly
+    data = {
+        "username": "alice",
+        "first_name": "Alice",
+        "last_name": "",
+        "email": "",
+        "is_active": "on",
+        "is_staff": "on",
+        "is_superuser": "on",
+        "last_login_0": "",
+        "last_login_1": "",
+        "date_joined_0": "2026-01-01",
+        "date_joined_1": "00:00:00",
+    }
+    assert client.post(page, data).status_code == 302
+    alice.refresh_from_db()
+    assert alice.first_name == "Alice"
+    assert (alice.is_staff, alice.is_superuser) == (False, False)
