@@ -55,8 +55,18 @@ def rate_is_valid(rate: str) -> bool:
     return bool(RATE_PATTERN.match(rate))
 
 
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def split_rate(rate: str) -> tuple[int, int]:
+    """(count, period in seconds) of a valid rate such as "100/m" or "5/15m"."""
+    count, period = rate.split("/")
+    multiplier = int(period[:-1]) if len(period) > 1 else 1
+    return int(count), multiplier * _UNIT_SECONDS[period[-1]]
+
+
 def per_second(rate: str) -> float:
-    count, seconds = _split_rate(rate)
+    count, seconds = split_rate(rate)
     return count / seconds
 
 

@@ -106,13 +106,8 @@ class UserRateThrottle(_Throttle):
 
 
 class LoginRateThrottle(_Throttle):
-    """The token routes: per client address, and per username tried (against guessing)."""
+    """The token routes, per client address: every request, right or wrong, so that one address
+    cannot keep the password hasher busy. Failed logins are counted apart (accounts.login_guard)."""
 
     def allow_request(self, request: Request, view: Any) -> bool:
-        allowed = self._hit(request, group="login-ip", who=client_key(request._request), rate=group_rate("login-ip"))
-        data = request.data if isinstance(request.data, dict) else {}
-        username = data.get("username")
-        if isinstance(username, str) and username:
-            who = f"username:{username.strip().lower()[:150]}"
-            allowed = self._hit(request, group="login-username", who=who, rate=group_rate("login-username")) and allowed
-        return allowed
+        return self._hit(request, group="login-ip", who=client_key(request._request), rate=group_rate("login-ip"))

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework_simplejwt import views as jwt
 
 from accounts import selectors, services
+from accounts.login_guard import login_attempt
 from accounts.permissions import IsStaff, NotWithApiKey
 from accounts.serializers import (
     ApiKeyCreatedSerializer,
@@ -19,6 +20,7 @@ from accounts.serializers import (
     TokenRefreshResponseSerializer,
 )
 from accounts.throttles import LoginRateThrottle
+from project.http import client_ip
 from project.pagination import NewestFirstPagination
 from project.schema import ERROR_RESPONSES
 
@@ -32,6 +34,13 @@ class _TokenRoute:
 @extend_schema(tags=["auth"], responses={200: TokenPairResponseSerializer, **ERROR_RESPONSES})
 class TokenObtainView(_TokenRoute, jwt.TokenObtainPairView):
     """Exchange a username and password for an access and a refresh token."""
+
+    def post(self, request: Request, *args: object, **kwargs: object) -> Response:
+        username = request.data.get("username") if isinstance(request.data, dict) else None
+        if not isinstance(username, str) or not username:
+            return super().post(request, *args, **kwargs)  # no password is judged: the serializer's 400
+        with login_attempt(username=username, address=client_ip(request._request) or "unknown"):
+            return super().post(request, *args, **kwargs)
 
 
 @extend_schema(tags=["auth"], responses={200: TokenRefreshResponseSerializer, **ERROR_RESPONSES})

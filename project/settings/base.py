@@ -192,7 +192,14 @@ RATE_LIMITS = {
     "default": env.str("RATE_LIMIT_DEFAULT", default="600/m"),  # per API key or user
     "generation": env.str("RATE_LIMIT_GENERATION", default="60/m"),  # the costly upstream routes
     "login-ip": env.str("RATE_LIMIT_LOGIN_IP", default="30/m"),  # token routes, per client address
-    "login-username": env.str("RATE_LIMIT_LOGIN_USERNAME", default="10/m"),  # token route, per username
+}
+# Failed logins (accounts/login_guard.py), in fixed windows: per username from one address; per
+# address over all usernames; per username from all addresses, far above what one address can
+# reach (past it, only addresses that have not failed for that username may try it).
+LOGIN_FAILURE_LIMITS = {
+    "username_address": env.str("LOGIN_FAILURES_PER_USERNAME_AND_ADDRESS", default="5/15m"),
+    "address": env.str("LOGIN_FAILURES_PER_ADDRESS", default="20/h"),
+    "username": env.str("LOGIN_FAILURES_PER_USERNAME", default="100/h"),
 }
 # When the shared cache is down: True keeps serving without limits (and logs errors),
 # False answers 503 until it is back.
