@@ -5,7 +5,11 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings.prod")
 
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+
+from project.request_bodies import ChunkedBodies  # noqa: E402  (after Django is set up)
+
+application = ChunkedBodies(django_application)
 
 # Everything loaded so far (Django, DRF, numpy, scikit-learn: hundreds of thousands of objects)
 # lives as long as the process. Frozen, the garbage collector stops re-scanning it every time a
