@@ -14,6 +14,7 @@ from accounts.models import ApiKey
 from accounts.policies import key_owner_refusal
 from accounts.ratelimits import rate_is_valid
 from accounts.tokens import RevocableRefreshToken
+from project.fields import StrictCharField
 
 
 class TokenObtainPairSerializer(jwt.TokenObtainPairSerializer):
@@ -83,9 +84,9 @@ class UserReferenceField(serializers.Field):
 
 class ApiKeyCreateSerializer(serializers.Serializer):
     user = UserReferenceField(help_text="The key's owner: a user id or username.")
-    name = serializers.CharField(max_length=100)
+    name = StrictCharField(max_length=100)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
-    rate = serializers.CharField(
+    rate = StrictCharField(
         required=False, allow_blank=True, max_length=20, help_text='Its own rate limit, e.g. "100/m" or "10/s".'
     )
 

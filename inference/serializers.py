@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from inference.models import OUTPUTS_HEAD, ModelVersion, Prediction, model_name_validator
 from project.errors import PayloadTooLarge
+from project.fields import StrictCharField, StrictIntegerField
 
 # --- input --------------------------------------------------------------------------
 
@@ -53,8 +54,10 @@ class RowsField(_ParsedJSONField):
 
 
 class PredictionCreateSerializer(serializers.Serializer):
-    model = serializers.CharField(required=False, max_length=100, help_text="Default: the service's default model.")
-    version = serializers.IntegerField(required=False, min_value=1, help_text="Default: the active version.")
+    model = StrictCharField(required=False, max_length=100, help_text="Default: the service's default model.")
+    version = StrictIntegerField(
+        required=False, min_value=1, max_value=2**31 - 1, help_text="Default: the active version."
+    )
     features = RowField(required=False)
     instances = RowsField(required=False)
 

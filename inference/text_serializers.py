@@ -8,15 +8,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from project.errors import PayloadTooLarge
-
-
-class StrictCharField(serializers.CharField):
-    """A string field that refuses numbers and booleans instead of turning them into text."""
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
+from project.fields import StrictBooleanField, StrictCharField, StrictFloatField, StrictIntegerField
 
 
 def _text_errors(text: Any) -> str | None:
@@ -84,10 +76,10 @@ def validate_max_tokens(value: int | None) -> int | None:
 
 class GenerationCreateSerializer(serializers.Serializer):
     prompt = StrictCharField(trim_whitespace=False)
-    max_tokens = serializers.IntegerField(required=False, min_value=1, validators=[validate_max_tokens])
-    temperature = serializers.FloatField(required=False, min_value=0, max_value=2)
+    max_tokens = StrictIntegerField(required=False, min_value=1, validators=[validate_max_tokens])
+    temperature = StrictFloatField(required=False, min_value=0, max_value=2)
     system = StrictCharField(required=False, allow_blank=True, trim_whitespace=False)
-    stream = serializers.BooleanField(required=False, default=False)
+    stream = StrictBooleanField(required=False, default=False)
 
     def validate_prompt(self, value: str) -> str:
         if not value.strip():
@@ -95,9 +87,6 @@ class GenerationCreateSerializer(serializers.Serializer):
         if len(value) > settings.GENERATION_MAX_PROMPT_CHARS:
             raise serializers.ValidationError(f"At most {settings.GENERATION_MAX_PROMPT_CHARS} characters.")
         return value
-
-    def validate_stream(self, value: Any) -> bool:
-        return bool(value)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         limit = settings.GENERATION_MAX_PROMPT_CHARS
@@ -159,7 +148,7 @@ class ChatMessageSerializer(serializers.Serializer):
 
 
 class StreamOptionsSerializer(serializers.Serializer):
-    include_usage = serializers.BooleanField(required=False, default=False)
+    include_usage = StrictBooleanField(required=False, default=False)
 
 
 class ChatCompletionSerializer(serializers.Serializer):
@@ -167,21 +156,43 @@ class ChatCompletionSerializer(serializers.Serializer):
 
     model = StrictCharField(required=False, max_length=100)
     messages = ChatMessageSerializer(many=True, allow_empty=False)
-    max_tokens = serializers.IntegerField(required=False, min_value=1, validators=[validate_max_tokens])
-    max_completion_tokens = serializers.IntegerField(required=False, min_value=1, validators=[validate_max_tokens])
-    temperature = serializers.FloatField(required=False, min_value=0, max_value=2)
-    top_p = serializers.FloatField(required=False, min_value=0, max_value=1)
-    n = serializers.IntegerField(required=False, min_value=1, max_value=8)
-    stop = serializers.JSONField(required=False)
-    presence_penalty = serializers.FloatField(required=False, min_value=-2, max_value=2)
-    frequency_penalty = serializers.FloatField(required=False, min_value=-2, max_value=2)
-    seed = serializers.IntegerField(required=False)
+    max_tokens = StrictIntegerField(required=False, min_value=1, validators=[validate_max_tokens])
+    max_completion_tokens = StrictIntegerField(required=False, min_value=1, validators=[validate_max_tokens])
+    temperature = StrictFloatField(required=False, min_value=0, max_value=2)
+    top_p = StrictFloatField(required=False, min_value=0, max_value=1)
+    n = StrictIntegerField(required=False, min_value=1, max_value=8)
+    stop = serializers.JSONField(required=False, allow_null=True)
+    presence_penalty = StrictFloatField(required=False, min_value=-2, max_value=2)
+    frequency_penalty = StrictFloatField(required=False, min_value=-2, max_value=2)
+    seed = StrictIntegerField(required=False, min_value=-(2**63), max_value=2**63 - 1)
     response_format = serializers.JSONField(required=False)
-    tools = serializers.JSONField(required=False)
-    tool_choice = serializers.JSONField(required=False)
-    user = serializers.CharField(required=False, max_length=200)
-    stream = serializers.BooleanField(required=False, default=False)
+    tools = serializers.JSONField(required=False, allow_null=True)
+    tool_choice = serializers.JSONField(required=False, allow_null=True)
+    user = StrictCharField(required=False, max_length=200)
+    stream = StrictBooleanField(required=False, default=False)
     stream_options = StreamOptionsSerializer(required=False)
+
+    def validate_stop(self, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, list) and len(value) <= 4 and all(isinstance(item, str) for item in value):
+            return value
+        raise serializers.ValidationError("Expected a string or an array of at most 4 strings.")
+
+    def validate_response_format(self, value: Any) -> Any:
+        if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+            raise serializers.ValidationError('Expected an object with a "type".')
+        return value
+
+    def validate_tools(self, value: Any) -> Any:
+        if value is not None and not (isinstance(value, list) and all(isinstance(tool, dict) for tool in value)):
+            raise serializers.ValidationError("Expected an array of tool objects.")
+        return value
+
+    def validate_tool_choice(self, value: Any) -> Any:
+        if value is not None and not isinstance(value, (str, dict)):
+            raise serializers.ValidationError("Expected a string or an object.")
+        return value
 
     def validate_messages(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         size = sum(len(str(m.get("content") or "")) for m in value)

@@ -147,7 +147,8 @@ class OpenAIChatCompletionsView(APIView):
     def post(self, request: Request) -> Response | StreamingHttpResponse:
         params = ChatCompletionSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        data = dict(params.validated_data)
+        # An explicit null is "not given" (the SDKs send it so): not passed on.
+        data = {name: value for name, value in params.validated_data.items() if value is not None}
         stream = data.pop("stream")
         include_usage = bool((data.pop("stream_options", None) or {}).get("include_usage"))
         data.setdefault("model", settings.OPENAI_MODEL)
