@@ -53,11 +53,17 @@ class RowsField(_ParsedJSONField):
     """A batch of rows."""
 
 
-class PredictionCreateSerializer(serializers.Serializer):
+class ModelTargetSerializer(serializers.Serializer):
+    """Which model a prediction asks for: valid on its own even when the rest of the body is not,
+    so a failed prediction is still counted against the model it was for."""
+
     model = StrictCharField(required=False, max_length=100, help_text="Default: the service's default model.")
     version = StrictIntegerField(
         required=False, min_value=1, max_value=2**31 - 1, help_text="Default: the active version."
     )
+
+
+class PredictionCreateSerializer(ModelTargetSerializer):
     features = RowField(required=False)
     instances = RowsField(required=False)
 

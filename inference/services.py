@@ -18,7 +18,7 @@ from django.db.models import Max
 from inference import runtime
 from inference.features import rows_to_matrix
 from inference.models import OUTPUTS_HEAD, ModelVersion, Prediction, model_name_validator
-from inference.selectors import model_version_current, model_version_get
+from inference.selectors import model_version_get
 from project import db, freshness
 from project.errors import InvalidInput
 
@@ -101,21 +101,17 @@ def model_activate(*, name: str, version: int) -> ModelVersion:
 def prediction_create(
     *,
     user: AbstractUser,
-    model: str | None = None,
-    version: int | None = None,
+    model_version: ModelVersion,
     features: list[Any] | dict[str, Any] | None = None,
     instances: list[Any] | None = None,
-    stamps: freshness.Stamps | None = None,
     store: Callable[[Prediction], None] = db.insert,
 ) -> Prediction:
-    """Run a model on one row (`features`) or a batch (`instances`) and store the result.
+    """Run `model_version` on one row (`features`) or a batch (`instances`) and store the result.
 
     `store` saves the row: by default it is committed before this returns; the view passes the
     request log's (analytics.recording.store_with_request_log), which commits it with the
     request's log row before the answer leaves. Either way a 201 has its prediction stored.
-    `stamps` (project/freshness.py) let the model version come from this worker's copy.
     """
-    model_version = model_version_current(name=model or settings.DEFAULT_MODEL, version=version, stamps=stamps)
     rows = [features] if instances is None else instances
     matrix = rows_to_matrix(
         rows,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.request import Request
@@ -11,6 +12,7 @@ from analytics.recording import note_usage, store_with_request_log
 from inference import selectors, services
 from inference.serializers import (
     ModelSerializer,
+    ModelTargetSerializer,
     PredictionCreateSerializer,
     PredictionDetailSerializer,
     PredictionFilterSerializer,
@@ -68,13 +70,24 @@ class PredictionViewSet(viewsets.GenericViewSet):
     lookup_value_regex = r"\d+"
 
     def create(self, request: Request) -> Response:
+        # The model first, so that a request refused for its rows still counts against its model.
+        target = ModelTargetSerializer(data=request.data)
+        target.is_valid(raise_exception=True)
+        model_version = selectors.model_version_current(
+            name=target.validated_data.get("model") or settings.DEFAULT_MODEL,
+            version=target.validated_data.get("version"),
+            stamps=freshness.stamps_for(request),
+        )
+        note_usage(request, model=model_version.name)
         params = PredictionCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
+        data = params.validated_data
         prediction = services.prediction_create(
             user=request.user,
-            stamps=freshness.stamps_for(request),
+            model_version=model_version,
+            features=data.get("features"),
+            instances=data.get("instances"),
             store=store_with_request_log(request),
-            **params.validated_data,
         )
         note_usage(request, model=prediction.model_name, rows=prediction.n_rows)
         return Response(prediction_representation(prediction), status=status.HTTP_201_CREATED)

@@ -309,3 +309,23 @@ def test_counts_stay_integers_after_aggregation(client_for, staff, seeded, param
     assert counts
     assert [(path, value) for path, value in counts if not isinstance(value, int)] == []
     assert any(value > 0 for path, value in counts if path.endswith("rows"))
+
+
+def test_failed_predictions_count_against_their_model(client_for, alice, staff):
+    """A request refused for its rows was still for a model: by_model counts its error."""
+    client = client_for(alice)
+
+    def predict(body):
+        return client.post("/api/v1/predictions/", body, format="json").status_code
+
+    assert predict({"model": "diabetes", "features": [1, 2]}) == 400
+    assert predict({"features": "not rows"}) == 400  # the default model's
+    assert predict({"model": "iris", "features": [1, 2, 3, 4]}) == 201
+    # An unknown name is not a model: it gets no group of its own.
+    assert predict({"model": "nosuch", "features": [1]}) == 404
+    rows = RequestLog.objects.filter(endpoint="v1:prediction-list").order_by("id")
+    assert [(row.model, row.status) for row in rows] == [("diabetes", 400), ("iris", 400), ("iris", 201), ("", 404)]
+    by_model = {m["model"]: m for m in client_for(staff).get(SUMMARY).json()["by_model"]}
+    assert (by_model["diabetes"]["requests"], by_model["diabetes"]["errors"]) == (1, 1)
+    assert (by_model["iris"]["requests"], by_model["iris"]["errors"], by_model["iris"]["predictions"]) == (2, 1, 1)
+    assert "nosuch" not in by_model

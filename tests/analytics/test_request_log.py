@@ -312,7 +312,7 @@ def database_error_in_a_transaction(*, user, **kwargs):
 # torn down (tables truncated) after it. Requesting transactional_db after it orders them.
 @pytest.mark.parametrize("failure", [write_then_fail, database_error_in_a_transaction])
 def test_the_row_of_a_request_that_fails_in_a_transaction_is_committed(
-    keep_demo_models, transactional_db, client, monkeypatch, failure
+    keep_demo_models, transactional_db, committed_demo_models, client, monkeypatch, failure
 ):
     monkeypatch.setattr(inference.services, "prediction_create", failure)
     response = client.post(PREDICTIONS, IRIS_ROW, format="json")
