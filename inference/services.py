@@ -34,12 +34,17 @@ def model_register(
     registered_by: AbstractUser | None = None,
     activate: bool = False,
     feature_names: list[str] | None = None,
+    allow_new_shape: bool = False,
 ) -> ModelVersion:
     """Register a trusted joblib file as the next version of `name`.
 
     The file is copied into MODEL_DIR under its checksum, so the registered bytes can never be
     changed by editing the original. The first version of a name is always active. Operators
     only: joblib runs code when it loads, so this must never take a client's upload.
+
+    A new version answers the same requests as the last one: the same task, features and classes
+    (feature names carry over when the file has none). Anything else would break every client of
+    the name at once, so it is refused unless `allow_new_shape` says it is meant.
     """
     model_name_validator(name)
     # Read once: the bytes that are described, hashed and stored are the same bytes.
@@ -55,6 +60,16 @@ def model_register(
         if len(feature_names) != facts["n_features"]:
             raise RegistrationError(f"{len(feature_names)} feature names given for {facts['n_features']} features")
         facts["feature_names"] = list(feature_names)
+    latest = ModelVersion.objects.filter(name=name).order_by("-version").first()
+    if latest is not None:
+        if facts["feature_names"] is None and facts["n_features"] == latest.n_features:
+            facts["feature_names"] = latest.feature_names
+        changes = _shape_changes(latest, facts)
+        if changes and not allow_new_shape:
+            raise RegistrationError(
+                f"{name} v{latest.version + 1} would change what clients send or get back "
+                f"({'; '.join(changes)}); pass --allow-new-shape if that is meant"
+            )
 
     sha256 = hashlib.sha256(data).hexdigest()
     relative = f"{name}/{sha256}.joblib"
@@ -84,6 +99,14 @@ def model_register(
         except IntegrityError:
             continue
     raise RegistrationError(f"could not register a new version of {name}: concurrent registrations")
+
+
+def _shape_changes(latest: ModelVersion, facts: dict[str, Any]) -> list[str]:
+    return [
+        f"{field} {getattr(latest, field)!r} -> {facts[field]!r}"
+        for field in ("task", "n_features", "feature_names", "classes")
+        if getattr(latest, field) != facts[field]
+    ]
 
 
 def model_activate(*, name: str, version: int) -> ModelVersion:

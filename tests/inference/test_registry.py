@@ -135,3 +135,33 @@ def test_register_model_records_who_registered_it(iris_file, staff, alice):
     assert ModelVersion.objects.get(name="iris", version=2).registered_by == staff
     with pytest.raises(CommandError, match="no staff user"):
         run("register_model", "iris", str(iris_file), "--by", "alice")
+
+
+def _fitted(tmp_path, estimator, data, target, name: str) -> Path:
+    path = tmp_path / f"{name}.joblib"
+    joblib.dump(estimator.fit(data, target), path)
+    return path
+
+
+def test_a_new_version_with_another_shape_is_refused_unless_meant(tmp_path, db):
+    """iris is a 4-feature classifier of classes 0, 1, 2: a regressor, a 3-feature model, or one
+    with other classes under the same name would break every client of it at once."""
+    from sklearn.linear_model import Ridge
+
+    data = load_iris()
+    regressor = _fitted(tmp_path, Ridge(), data.data, data.target, "regressor")
+    three = _fitted(tmp_path, LogisticRegression(max_iter=500), data.data[:, :3], data.target, "three")
+    two_classes = _fitted(tmp_path, LogisticRegression(max_iter=500), data.data, data.target > 0, "binary")
+    for path, change in ((regressor, "task"), (three, "n_features"), (two_classes, "classes")):
+        with pytest.raises(CommandError, match=change):
+            run("register_model", "iris", str(path))
+    with pytest.raises(CommandError, match="feature_names"):
+        run("register_model", "iris", str(tmp_path / "binary.joblib"), "--feature-names", "a,b,c,d")
+    assert ModelVersion.objects.filter(name="iris").count() == 1
+    assert "iris v2" in run("register_model", "iris", str(regressor), "--allow-new-shape")
+    assert ModelVersion.objects.get(name="iris", version=2).task == "regression"
+
+
+def test_feature_names_carry_over_to_a_file_that_has_none(iris_file, db):
+    run("register_model", "iris", str(iris_file))
+    assert ModelVersion.objects.get(name="iris", version=2).feature_names == list(load_iris().feature_names)

@@ -19,6 +19,11 @@ class Command(BaseCommand):
         parser.add_argument("--activate", action="store_true", help="Make it the active version.")
         parser.add_argument("--feature-names", help="Comma-separated feature names, in column order.")
         parser.add_argument("--by", help="Username of the staff member registering it (recorded).")
+        parser.add_argument(
+            "--allow-new-shape",
+            action="store_true",
+            help="Allow another task, feature count, feature names or classes than the last version's.",
+        )
 
     def handle(
         self,
@@ -28,6 +33,7 @@ class Command(BaseCommand):
         activate: bool,
         feature_names: str | None,
         by: str | None,
+        allow_new_shape: bool,
         **o: object,
     ) -> None:
         names = [n.strip() for n in feature_names.split(",")] if feature_names else None
@@ -38,7 +44,12 @@ class Command(BaseCommand):
                 raise CommandError(f"--by {by}: no staff user of that name")
         try:
             version = model_register(
-                name=name, source=path, activate=activate, feature_names=names, registered_by=registered_by
+                name=name,
+                source=path,
+                activate=activate,
+                feature_names=names,
+                registered_by=registered_by,
+                allow_new_shape=allow_new_shape,
             )
         except (RegistrationError, ValidationError) as exc:
             raise CommandError(str(exc)) from exc
