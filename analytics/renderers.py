@@ -10,10 +10,19 @@ from rest_framework.renderers import BaseRenderer
 COLUMNS = ["bucket", "group", "requests", "errors", "p50_ms", "p95_ms", "p99_ms", "rows", "predictions", "tokens"]
 
 
+# A cell starting with one of these is a formula to a spreadsheet ("=HYPERLINK(...)" in a key's
+# name, "+cmd|..." in a username): OWASP's advice is to make it text with a leading quote.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
 def _cell(value: Any) -> Any:
     if value is None:
         return ""
-    return value.isoformat() if isinstance(value, datetime) else value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 class UsageCSVRenderer(BaseRenderer):

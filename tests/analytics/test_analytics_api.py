@@ -329,3 +329,17 @@ def test_failed_predictions_count_against_their_model(client_for, alice, staff):
     assert (by_model["diabetes"]["requests"], by_model["diabetes"]["errors"]) == (1, 1)
     assert (by_model["iris"]["requests"], by_model["iris"]["errors"], by_model["iris"]["predictions"]) == (2, 1, 1)
     assert "nosuch" not in by_model
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_made_text(client_for, staff, alice):
+    """Staff name keys, and users pick usernames: in a CSV, "=..." is a formula to a spreadsheet."""
+    from accounts.services import api_key_create
+
+    for name in ('=HYPERLINK("http://evil.example","x")', "+cmd|' /C calc'!A0", "@SUM(1+1)", "-2+3"):
+        key = api_key_create(user=alice, name=name, created_by=staff).key
+        assert client_for(None).get("/api/v1/models/", HTTP_X_API_KEY=key).status_code == 200
+    response = client_for(staff).get(USAGE, {"group_by": "api_key", "format": "csv"})
+    groups = [row["group"] for row in csv.DictReader(io.StringIO(response.content.decode()))]
+    assert len([g for g in groups if g != "no key"]) == 4
+    assert all(not group.startswith(("=", "+", "-", "@")) for group in groups)
+    assert any(group.startswith("'=HYPERLINK") for group in groups)
