@@ -39,10 +39,7 @@ def is_configured() -> bool:
 def client() -> openai.OpenAI:
     """One SDK client (and its connection pool) per process and configuration."""
     if not is_configured():
-        raise BackendNotConfigured(
-            "No generation backend is configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for an "
-            "OpenAI-compatible server such as vLLM or Ollama)."
-        )
+        raise BackendNotConfigured()
     config = (
         settings.OPENAI_API_KEY,
         settings.OPENAI_BASE_URL,

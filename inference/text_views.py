@@ -23,7 +23,7 @@ from inference.text_serializers import (
     SentimentCreateSerializer,
     SentimentOneSerializer,
 )
-from project.errors import AppError, BackendNotConfigured
+from project.errors import AppError
 from project.schema import ERROR_RESPONSES
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -128,8 +128,6 @@ class OpenAIModelsView(APIView):
 
     @extend_schema(summary="OpenAI-compatible: list models", responses={200: dict, **ERROR_RESPONSES})
     def get(self, request: Request) -> Response:
-        if not llm.is_configured():
-            raise BackendNotConfigured("No generation backend is configured: set OPENAI_API_KEY or OPENAI_BASE_URL.")
         return Response({"object": "list", "data": llm.models_list()})
 
 

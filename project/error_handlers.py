@@ -73,6 +73,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, AppError):
         status, code, message, details = exc.status_code, exc.code, exc.message, plain_details(exc.details)
+        if exc.retryable is False:
+            headers["x-should-retry"] = "false"
     elif isinstance(exc, Http404):
         status, code, message, details = 404, "not_found", "Not found.", {}
     elif isinstance(exc, PermissionDenied):

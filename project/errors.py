@@ -17,6 +17,9 @@ class AppError(Exception):
     status_code = 500
     code = "internal_error"
     default_message = "Internal server error."
+    # False for errors that the same request cannot get past by trying again: the answer then
+    # says `x-should-retry: false`, which the OpenAI SDKs obey instead of retrying a 503 twice.
+    retryable: bool | None = None
 
     def __init__(self, message: str | None = None, *, details: dict[str, Any] | None = None) -> None:
         self.message = message or self.default_message
@@ -51,11 +54,16 @@ class ServiceUnavailable(AppError):
 class ModelUnavailable(ServiceUnavailable):
     code = "model_unavailable"
     default_message = "The model cannot be loaded."
+    retryable = False  # a missing or tampered file stays so until an operator acts
 
 
 class BackendNotConfigured(ServiceUnavailable):
     code = "backend_not_configured"
-    default_message = "This backend is not configured."
+    default_message = (
+        "No generation backend is configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for an "
+        "OpenAI-compatible server such as vLLM or Ollama)."
+    )
+    retryable = False
 
 
 class UpstreamError(AppError):

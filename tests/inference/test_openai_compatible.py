@@ -98,3 +98,23 @@ def test_deterministic_requests_are_cached(sdk, fake_openai):
         assert completion.choices[0].message.content == "Echo: same"
     assert len(fake_openai.completion_calls()) == 1
     assert list(Generation.objects.order_by("id").values_list("cached", flat=True)) == [False, True]
+
+
+def test_the_sdk_does_not_retry_what_a_retry_cannot_fix(live_server, alice, settings):
+    """A 503 for a missing backend is no outage: the answer says x-should-retry: false, and the
+    SDK (two retries allowed) asks once. Both routes say it in the same words."""
+    settings.OPENAI_API_KEY = settings.OPENAI_BASE_URL = ""
+    created = api_key_create(user=alice, name="sdk", created_by=None)
+    client = openai.OpenAI(base_url=f"{live_server.url}/v1", api_key=created.key, max_retries=2, timeout=10)
+    messages = []
+    with pytest.raises(openai.InternalServerError) as models:
+        client.models.list()
+    messages.append(models.value.body["message"])
+    with pytest.raises(openai.InternalServerError) as chat:
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+    messages.append(chat.value.body["message"])
+    assert chat.value.response.headers["x-should-retry"] == "false"
+    assert RequestLog.objects.filter(path="/v1/models").count() == 1
+    assert RequestLog.objects.filter(path="/v1/chat/completions").count() == 1
+    assert messages[0] == messages[1]
+    assert "OPENAI_API_KEY" in messages[0] and "OPENAI_BASE_URL" in messages[0]
