@@ -6,6 +6,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 _USAGE_ATTR = "_usage_note"
 _FAILURE_ATTR = "_failure_note"
-_PENDING_ATTR = "_rows_with_request_log"
+_WRITES_ATTR = "_writes_with_request_log"
 
 
 def note_usage(
@@ -44,6 +45,38 @@ def note_failure(request: HttpRequest, *, status: int, code: str) -> None:
     setattr(django_request, _FAILURE_ATTR, (status, code))
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What a request was answered: its status (a failed stream's, see note_failure), type, size,
+    and its bytes where they were kept (a stream's only when a write needs them)."""
+
+    status: int
+    content_type: str
+    size: int
+    body: bytes | None
+
+
+@dataclass(frozen=True)
+class WriteWithLog:
+    """A write that belongs with a request's log row, made in the same commit once the answer is
+    known: `statement(answer)` gives the SQL (or None for nothing to write). A `required` write
+    is one the answer promises (a stored prediction): when it fails, the answer becomes a 503."""
+
+    statement: Callable[[Answer], db.Statement | None]
+    required: bool = False
+
+
+def write_with_request_log(request: HttpRequest, write: WriteWithLog) -> bool:
+    """Have `write` made with this request's log row. False when the request is not recorded
+    (not an API route) or the database cannot take them as one statement: the caller writes now."""
+    django_request = getattr(request, "_request", request)
+    writes: list[WriteWithLog] | None = django_request.__dict__.get(_WRITES_ATTR)
+    if writes is None:
+        return False
+    writes.append(write)
+    return True
+
+
 def store_with_request_log(request: HttpRequest) -> Callable[[Model], None]:
     """How a view's service should save its one new row: with this request's log row.
 
@@ -52,24 +85,23 @@ def store_with_request_log(request: HttpRequest) -> Callable[[Model], None]:
     and before it leaves: one round trip and one commit for both, and the middleware answers 503
     instead if that write fails. Elsewhere the row is inserted at once.
     """
-    django_request = getattr(request, "_request", request)
-    pending: list[Model] | None = django_request.__dict__.get(_PENDING_ATTR)
-    if pending is None or connection.vendor != "postgresql":
+    if connection.vendor != "postgresql":
         return db.insert
 
     def store(instance: Model) -> None:
-        if pending:
-            raise RuntimeError("one row per request is written with its log row")
         instance.pk = db.reserve_id(type(instance))
-        pending.append(instance)
+        # A row belongs to a successful answer only.
+        write = WriteWithLog(lambda answer: db.insert_statement_of(instance) if answer.status < 400 else None, True)
+        if not write_with_request_log(request, write):
+            db.insert(instance)
 
     return store
 
 
-def start_pending_rows(request: HttpRequest) -> list[Model]:
-    pending: list[Model] = []
-    setattr(request, _PENDING_ATTR, pending)
-    return pending
+def start_writes_with_log(request: HttpRequest) -> list[WriteWithLog]:
+    writes: list[WriteWithLog] = []
+    setattr(request, _WRITES_ATTR, writes)
+    return writes
 
 
 def _text(value: str, limit: int) -> str:
@@ -85,26 +117,31 @@ def _content_length(request: HttpRequest) -> int:
         return 0
 
 
+@dataclass(frozen=True)
+class Recorded:
+    row: RequestLog | None  # None: the database did not take it (the failure is logged)
+    promised_write_lost: bool = False  # a required WriteWithLog was in the statement that failed
+
+
 def request_log_create(
     *,
     request: HttpRequest,
-    response: HttpResponseBase,
+    answer: Answer,
     request_id: uuid.UUID,
     started_at: datetime,
     latency_ms: float,
-    response_bytes: int,
-    with_row: Model | None = None,
-) -> RequestLog | None:
-    """Record one finished request. A failure to record is logged, never raised; if `with_row`
-    (see store_with_request_log) was to be written too, None says that it was not."""
+    error_code: str = "",
+    writes: list[WriteWithLog] = (),
+) -> Recorded:
+    """Record one finished request, with the writes that belong with it (WriteWithLog), in one
+    statement. A failure to record is logged, never raised."""
     # Only an API authentication class sets auth_method; the session user of a browser that
     # is also logged in to the admin is not who made an API call.
     auth_method = request.__dict__.get("auth_method", "")
     user = request.__dict__.get("user") if auth_method else None
     match = request.resolver_match
     usage: dict[str, Any] = request.__dict__.get(_USAGE_ATTR, {})
-    failure = request.__dict__.get(_FAILURE_ATTR)
-    status, error_code = failure or (response.status_code, getattr(response, "error_code", ""))
+    statements = [(write, statement) for write in writes if (statement := write.statement(answer)) is not None]
     try:
         row = RequestLog(
             request_id=request_id,
@@ -112,7 +149,7 @@ def request_log_create(
             method=_text(request.method, 10),
             path=_text(request.path, 255),
             endpoint=(match.view_name if match else "")[:100],
-            status=status,
+            status=answer.status,
             error_code=error_code[:50],
             latency_ms=latency_ms,
             latency_bin=bin_of(latency_ms),
@@ -122,33 +159,46 @@ def request_log_create(
             client_ip=client_ip(request) or None,
             user_agent=_text(request.META.get("HTTP_USER_AGENT", ""), 256),
             request_bytes=_content_length(request),
-            response_bytes=min(response_bytes, 2**31 - 1),
+            response_bytes=min(answer.size, 2**31 - 1),
             model=usage.get("model", "")[:100],
             rows=usage.get("rows", 0),
             prompt_tokens=usage.get("prompt_tokens", 0),
             completion_tokens=usage.get("completion_tokens", 0),
         )
-        if with_row is None:
-            db.insert(row)
+        if statements:
+            db.insert_after([statement for _, statement in statements], row)
         else:
-            db.insert_together(with_row, row)
-        return row
+            db.insert(row)
+        return Recorded(row)
     except DatabaseError:
         logger.exception("could not record request %s %s", request.method, request.path)
-        return None
+        return Recorded(None, promised_write_lost=any(write.required for write, _ in statements))
 
 
-def recorded_when_finished(content: Iterator[bytes], *, record: Any, started: float) -> Iterator[bytes]:
+def answer_of(request: HttpRequest, response: HttpResponseBase, *, size: int, body: bytes | None) -> tuple[Answer, str]:
+    """The answer a request got (a stream that failed after its 200: the failure's status), and its error code."""
+    failure = request.__dict__.get(_FAILURE_ATTR)
+    status, code = failure or (response.status_code, getattr(response, "error_code", ""))
+    return Answer(status=status, content_type=response.get("Content-Type", ""), size=size, body=body), code
+
+
+def recorded_when_finished(
+    content: Iterator[bytes], *, record: Callable[[int, bytes | None, float], Any], started: float, keep_body: bool
+) -> Iterator[bytes]:
     """Pass a streamed body through and record the request once it has been sent (or abandoned),
-    so its row has the whole duration, the bytes sent and the tokens the stream reported."""
+    so its row has the whole duration, the bytes sent and the tokens the stream reported. The
+    bytes themselves are kept only when a write needs them (an idempotent answer to replay)."""
+    parts: list[bytes] = []
     sent = 0
     try:
         for part in content:
             sent += len(part)
+            if keep_body:
+                parts.append(part)
             yield part
     finally:
         # A client that went away stops us at a yield: close the stream it was reading first, so
         # the stream's own ending (what it recorded, how it failed) is known before its log row.
         if (close := getattr(content, "close", None)) is not None:
             close()
-        record(latency_ms=(time.perf_counter() - started) * 1000, response_bytes=sent)
+        record(sent, b"".join(parts) if keep_body else None, (time.perf_counter() - started) * 1000)

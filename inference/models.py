@@ -134,3 +134,35 @@ class Generation(models.Model):
 
     def __str__(self) -> str:
         return f"generation {self.pk} ({self.model})"
+
+
+class IdempotencyRecord(models.Model):
+    """One `Idempotency-Key` a caller sent on a creating POST, and the answer it got.
+
+    Claimed ("running") before the request runs, so a second request with the key waits its
+    turn (409); given the answer ("done") in the same commit as what the request created where
+    it can be (a prediction), so a retry after a lost answer gets that answer, not a second
+    prediction. A request that fails gives its key back. Kept for IDEMPOTENCY_KEY_HOURS.
+    """
+
+    class State(models.TextChoices):
+        RUNNING = "running"
+        DONE = "done"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the route and the request body.")
+    token = models.CharField(max_length=32, help_text="Which claim holds the key (a random value per claim).")
+    state = models.CharField(max_length=10, choices=State.choices)
+    locked_until = models.DateTimeField(help_text="A running claim older than this was cut off and can be taken.")
+    status = models.PositiveSmallIntegerField(null=True, blank=True)
+    content_type = models.CharField(max_length=100, blank=True)
+    body = models.BinaryField(null=True, blank=True, help_text="The answer's bytes, replayed as they were.")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.state})"

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Field, JSONField, Model
@@ -81,17 +81,35 @@ def _insert_fields(model: type[Model], *, with_pk: bool) -> list[Field]:
     return [field for field in model._meta.concrete_fields if with_pk or not field.primary_key]
 
 
-def insert_together(first: Model, then: Model) -> None:
-    """Save `first` (its primary key already set, see reserve_id) and `then` in one statement:
-    one round trip and one commit, and either both rows are stored or neither (PostgreSQL)."""
-    statement = insert_statement(type(first), with_pk=True).rsplit(" RETURNING ", 1)[0]
-    sql = f"WITH first AS ({statement}) {insert_statement(type(then))}"
+Statement = tuple[str, list[Any]]
+
+
+def insert_statement_of(instance: Model) -> Statement:
+    """The INSERT of a new `instance` whose primary key is already set (see reserve_id), to be
+    run with others by insert_after."""
+    statement = insert_statement(type(instance), with_pk=True).rsplit(" RETURNING ", 1)[0]
+    return statement, insert_params(instance, with_pk=True)
+
+
+def insert_after(statements: list[Statement], then: Model) -> None:
+    """Run `statements`, then save `then`, as one unit: on PostgreSQL one statement (each of the
+    others a data-modifying CTE), so one round trip and one commit, and all of it or none is
+    stored. Elsewhere (SQLite), one transaction."""
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                for sql, params in statements:
+                    cursor.execute(sql, params)
+            insert(then)
+        return
+    parts = ", ".join(f"w{index} AS ({sql})" for index, (sql, _) in enumerate(statements))
+    sql = f"WITH {parts} {insert_statement(type(then))}"
+    params = [value for _, values in statements for value in values]
     with prepared_cursor() as cursor:
-        cursor.execute(sql, [*insert_params(first, with_pk=True), *insert_params(then)])
+        cursor.execute(sql, [*params, *insert_params(then)])
         then.pk = cursor.fetchone()[0]
-    for instance in (first, then):
-        instance._state.adding = False
-        instance._state.db = connection.alias
+    then._state.adding = False
+    then._state.db = connection.alias
 
 
 class _IdBlocks:

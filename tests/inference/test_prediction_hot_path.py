@@ -78,7 +78,7 @@ def test_a_prediction_is_one_statement_and_one_redis_round_trip(client_for, anon
     assert response.status_code == 201
     assert len(queries) == 1, [q["sql"][:80] for q in queries]
     sql = queries[0]["sql"]
-    assert sql.startswith('WITH first AS (INSERT INTO "inference_prediction"')
+    assert sql.startswith('WITH w0 AS (INSERT INTO "inference_prediction"')
     assert 'INSERT INTO "analytics_requestlog"' in sql
     assert len(sends) == 1
     assert response["X-RateLimit-Remaining"]
@@ -121,10 +121,10 @@ def test_when_the_write_fails_the_answer_is_503_not_201(client_for, alice, monke
     client = client_for(alice)
     before = Prediction.objects.count()
 
-    def failing(first, then):
+    def failing(statements, then):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(db, "insert_together", failing)
+    monkeypatch.setattr(db, "insert_after", failing)
     response = client.post(PREDICTIONS, {"features": IRIS_ROW}, format="json")
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "database_unavailable"
