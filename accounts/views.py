@@ -20,7 +20,7 @@ from accounts.serializers import (
     TokenRefreshResponseSerializer,
 )
 from accounts.throttles import LoginRateThrottle
-from project.http import client_ip
+from project.http import client_ip, refuse_idempotency_key
 from project.pagination import NewestFirstPagination
 from project.schema import ERROR_RESPONSES
 
@@ -82,6 +82,7 @@ class ApiKeyViewSet(viewsets.GenericViewSet):
         return super().get_permissions()
 
     def create(self, request: Request) -> Response:
+        refuse_idempotency_key(request)
         params = ApiKeyCreateSerializer(data=request.data, context={"creator": request.user})
         params.is_valid(raise_exception=True)
         created = services.api_key_create(created_by=request.user, **params.validated_data)

@@ -11,6 +11,7 @@ the faster server; the report says which ran).
   - added latency at concurrency 1, p50 full - p50 bare       target <= 1 ms
   - 1,000-row batches, rows per second, full / bare           target >= 0.8
   - peak memory per worker with the demo models loaded        reported
+  - single rows with a new Idempotency-Key each, / without     reported (one extra round trip)
 """
 
 from __future__ import annotations
@@ -67,14 +68,29 @@ wrk.body = os.getenv("BENCH_BODY")
 wrk.headers["Content-Type"] = "application/json"
 local key = os.getenv("BENCH_KEY")
 if key ~= nil and key ~= "" then wrk.headers["X-API-Key"] = key end
+local idempotent = os.getenv("BENCH_IDEMPOTENT") == "1"
+local sent = 0
+local run = tostring(math.random(1, 1e9))
+function setup(thread)
+  thread:set("id", tostring(math.random(1, 1e9)))
+end
+function request()
+  if idempotent then
+    sent = sent + 1
+    wrk.headers["Idempotency-Key"] = run .. "-" .. id .. "-" .. sent
+  end
+  return wrk.format()
+end
 """
 
 
-def wrk(url: str, body: dict, *, key: str = "", connections: int, seconds: int) -> dict[str, float]:
+def wrk(
+    url: str, body: dict, *, key: str = "", connections: int, seconds: int, idempotent: bool = False
+) -> dict[str, float]:
     """Requests per second and p50 latency (ms) from one wrk run."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT)
-    env = {**os.environ, "BENCH_BODY": json.dumps(body), "BENCH_KEY": key}
+    env = {**os.environ, "BENCH_BODY": json.dumps(body), "BENCH_KEY": key, "BENCH_IDEMPOTENT": str(int(idempotent))}
     threads = min(connections, 2)
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name, url],
@@ -92,7 +108,9 @@ def wrk(url: str, body: dict, *, key: str = "", connections: int, seconds: int) 
     return {"rps": rps, "p50_ms": float(p50.group(1)) * scale}
 
 
-def python_load(url: str, body: dict, *, key: str = "", connections: int, seconds: int) -> dict[str, float]:
+def python_load(
+    url: str, body: dict, *, key: str = "", connections: int, seconds: int, idempotent: bool = False
+) -> dict[str, float]:
     """The same measurement without wrk: one keep-alive connection per thread, for `seconds`.
 
     A fallback only: a Python client spends a core of its own, so on a small machine it caps
@@ -104,13 +122,17 @@ def python_load(url: str, body: dict, *, key: str = "", connections: int, second
     headers = {"Content-Type": "application/json", **({"X-API-Key": key} if key else {})}
     deadline = time.perf_counter() + seconds
     latencies: list[list[float]] = [[] for _ in range(connections)]
+    run = random.randrange(10**9)
     failures: list[int] = []
 
     def worker(index: int) -> None:
         conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+        sent = 0
         while time.perf_counter() < deadline:
             started = time.perf_counter()
-            conn.request("POST", target.path, body=payload, headers=headers)
+            sent += 1
+            extra = {"Idempotency-Key": f"{run}-{index}-{sent}"} if idempotent else {}
+            conn.request("POST", target.path, body=payload, headers={**headers, **extra})
             response = conn.getresponse()
             response.read()
             latencies[index].append((time.perf_counter() - started) * 1000)
@@ -155,6 +177,7 @@ def spread(values: list[float]) -> str:
 
 def main() -> None:
     load = wrk if shutil.which("wrk") else python_load
+    print(f"load average (1, 5, 15 min) at the start: {os.getloadavg()}")
     print(f"load generator: {'wrk' if load is wrk else 'Python threads (wrk not found: apt-get install wrk)'}")
     env = service_env(DATABASE_URL, REDIS_URL, WEB_CONCURRENCY=str(WORKERS), RATE_LIMIT_DEFAULT="100000000/m")
     fresh_database(DATABASE_URL)
@@ -168,6 +191,9 @@ def main() -> None:
         "latency": ({"features": ROW}, {"model": "iris", "features": ROW}, 1, 1),
         "batch": ({"instances": rows}, {"model": "iris", "instances": rows}, CONCURRENCY, len(rows)),
     }
+    # Paired with "single" and "latency" in each round: the same requests with a new key each.
+    keyed = {"single": CONCURRENCY, "latency": 1}
+    keyed_results: dict[str, list[dict]] = {name: [] for name in keyed}
     results: dict[str, list[dict]] = {name: [] for name in cases}
     memory: dict[str, list[float]] = {}
     flask_args = ("--workers", str(WORKERS), "--chdir", str(ROOT / "bench"))
@@ -192,6 +218,18 @@ def main() -> None:
                     f"full {b['rps']:8.1f}/s p50 {b['p50_ms']:.2f} ms",
                     flush=True,
                 )
+                if name in keyed:
+                    c = load(
+                        f"{full}/api/v1/predictions/",
+                        full_body,
+                        key=key,
+                        connections=connections,
+                        seconds=SECONDS,
+                        idempotent=True,
+                    )
+                    keyed_results[name].append({"plain": b, "keyed": c})
+                    keyed_line = f"with Idempotency-Key {c['rps']:8.1f}/s p50 {c['p50_ms']:.2f} ms"
+                    print(f"round {round_no + 1} {name:8} {keyed_line}", flush=True)
         # By bind address: only these two servers' processes, whatever else runs on the machine.
         memory = {"bare": peak_rss_mb(bare.removeprefix("http://")), "full": peak_rss_mb(full.removeprefix("http://"))}
 
@@ -206,11 +244,24 @@ def main() -> None:
     print(f"added p50 latency at concurrency 1:   {spread(added)} ms   target <= 1 ms")
     print(f"1,000-row batch rows/s, full / bare:  {spread(batch)}   target >= 0.8")
     print(f"peak memory per worker (MB): bare {memory['bare']}, full {memory['full']} (incl. gunicorn master)")
+    keyed_rps = [r["keyed"]["rps"] / r["plain"]["rps"] for r in keyed_results["single"]]
+    keyed_ms = [r["keyed"]["p50_ms"] - r["plain"]["p50_ms"] for r in keyed_results["latency"]]
+    print(f"with Idempotency-Key, throughput / without:  {spread(keyed_rps)}")
+    print(f"with Idempotency-Key, added p50 at c=1:      {spread(keyed_ms)} ms")
+    print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
     print(f"load generator: {'wrk' if load is wrk else 'Python threads'}")
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     (ROOT / "bench" / "results" / "predict.json").write_text(
         json.dumps(
-            {"runs": results, "memory_mb": memory, "single": single, "added_ms": added, "batch": batch}, indent=2
+            {
+                "runs": results,
+                "memory_mb": memory,
+                "single": single,
+                "added_ms": added,
+                "batch": batch,
+                "idempotency_key": keyed_results,
+            },
+            indent=2,
         )
     )
 

@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from analytics.recording import note_failure, note_usage
 from inference import llm, text_services
+from inference.idempotency import idempotent
 from inference.models import Generation
 from inference.text_serializers import (
     ChatCompletionSerializer,
@@ -60,6 +61,11 @@ def _streamed(
     return response
 
 
+def _sentiment_lease() -> str:
+    local = settings.SENTIMENT_BACKEND == "local"
+    return "IDEMPOTENCY_LEASE_SECONDS" if local else "IDEMPOTENCY_UPSTREAM_LEASE_SECONDS"
+
+
 class SentimentViewSet(viewsets.GenericViewSet):
     serializer_class = SentimentCreateSerializer
 
@@ -80,6 +86,7 @@ class SentimentViewSet(viewsets.GenericViewSet):
             **ERROR_RESPONSES,
         },
     )
+    @idempotent(lease_setting=_sentiment_lease, texts=True)
     def create(self, request: Request) -> Response:
         params = SentimentCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
@@ -100,6 +107,7 @@ class GenerationViewSet(viewsets.GenericViewSet):
         request=GenerationCreateSerializer,
         responses={201: GenerationSerializer, **ERROR_RESPONSES},
     )
+    @idempotent(lease_setting="IDEMPOTENCY_UPSTREAM_LEASE_SECONDS", texts=True)
     def create(self, request: Request) -> Response | StreamingHttpResponse:
         params = GenerationCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
@@ -142,6 +150,7 @@ class OpenAIChatCompletionsView(APIView):
         request=ChatCompletionSerializer,
         responses={200: dict, **ERROR_RESPONSES},
     )
+    @idempotent(lease_setting="IDEMPOTENCY_UPSTREAM_LEASE_SECONDS", texts=True)
     def post(self, request: Request) -> Response | StreamingHttpResponse:
         params = ChatCompletionSerializer(data=request.data)
         params.is_valid(raise_exception=True)

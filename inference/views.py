@@ -10,6 +10,7 @@ from rest_framework.response import Response
 
 from analytics.recording import note_usage, store_with_request_log
 from inference import selectors, services
+from inference.idempotency import idempotent
 from inference.serializers import (
     ModelSerializer,
     ModelTargetSerializer,
@@ -69,6 +70,7 @@ class PredictionViewSet(viewsets.GenericViewSet):
     pagination_class = NewestFirstPagination
     lookup_value_regex = r"\d+"
 
+    @idempotent(lease_setting="IDEMPOTENCY_LEASE_SECONDS")
     def create(self, request: Request) -> Response:
         # The model first, so that a request refused for its rows still counts against its model.
         target = ModelTargetSerializer(data=request.data)

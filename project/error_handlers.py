@@ -75,6 +75,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         status, code, message, details = exc.status_code, exc.code, exc.message, plain_details(exc.details)
         if exc.retryable is False:
             headers["x-should-retry"] = "false"
+        if exc.retry_after is not None:
+            headers["Retry-After"] = str(exc.retry_after)
     elif isinstance(exc, Http404):
         status, code, message, details = 404, "not_found", "Not found.", {}
     elif isinstance(exc, PermissionDenied):

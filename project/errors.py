@@ -20,6 +20,7 @@ class AppError(Exception):
     # False for errors that the same request cannot get past by trying again: the answer then
     # says `x-should-retry: false`, which the OpenAI SDKs obey instead of retrying a 503 twice.
     retryable: bool | None = None
+    retry_after: int | None = None  # seconds, sent as Retry-After
 
     def __init__(self, message: str | None = None, *, details: dict[str, Any] | None = None) -> None:
         self.message = message or self.default_message

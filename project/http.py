@@ -8,6 +8,8 @@ from functools import cache
 from django.conf import settings
 from django.http import HttpRequest
 
+from project.errors import InvalidInput
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -46,3 +48,16 @@ def client_ip(request: HttpRequest) -> str:
         if not any(address in network for network in networks):
             return str(address)
     return str(remote)
+
+
+IDEMPOTENCY_KEY_HEADER = "HTTP_IDEMPOTENCY_KEY"
+
+
+def refuse_idempotency_key(request: HttpRequest) -> None:
+    """For a creating route whose answer cannot be kept to replay (a new API key: its secret is
+    never stored), a key would promise what cannot be done: a 400 says so."""
+    if request.META.get(IDEMPOTENCY_KEY_HEADER) is not None:
+        raise InvalidInput(
+            "Idempotency-Key is not supported here: the answer holds a secret that is never stored.",
+            details={"Idempotency-Key": ["Not supported on this route."]},
+        )

@@ -126,6 +126,14 @@ DEFAULT_MODEL = env.str("DEFAULT_MODEL", default="iris")
 # Keep each prediction's input rows, for browsing in the admin.
 STORE_PREDICTION_INPUTS = env.bool("STORE_PREDICTION_INPUTS", default=True)
 
+# --- Idempotency-Key (inference/idempotency.py) -----------------------------------------
+# How long a key and its answer are kept: a retry within this gets the first answer again.
+IDEMPOTENCY_KEY_HOURS = env.int("IDEMPOTENCY_KEY_HOURS", default=24)
+# How long a request holding a key may run before it counts as cut off (its worker killed) and a
+# retry may run it again: predictions, and the routes that wait on an upstream (streams included).
+IDEMPOTENCY_LEASE_SECONDS = env.int("IDEMPOTENCY_LEASE_SECONDS", default=30)
+IDEMPOTENCY_UPSTREAM_LEASE_SECONDS = env.int("IDEMPOTENCY_UPSTREAM_LEASE_SECONDS", default=600)
+
 # --- In-process copies of rows (project/freshness.py) -----------------------------------
 # Workers keep API keys, users and model versions in memory; a stamp in Redis tells them when a
 # row changed, so revoking a key or activating a model holds on the next request. A change no
