@@ -53,3 +53,26 @@ def test_the_second_message_is_named_by_its_index(client_for, alice, fake_openai
 def test_well_formed_messages_of_every_kind_pass(client_for, alice, fake_openai, messages):
     response = client_for(alice).post(CHAT, {"messages": messages}, format="json")
     assert response.status_code == 200, response.content
+
+
+def test_the_number_of_messages_and_tools_is_bounded_before_they_are_judged(client_for, alice, fake_openai):
+    """A 5 MB body holds 150,000 short messages: validating them all took 24 s of CPU."""
+    client = client_for(alice)
+    many = [{"role": "user", "content": "x"}] * 2049
+    response = client.post(CHAT, {"messages": many}, format="json")
+    assert response.status_code == 400
+    assert "messages" in response.json()["error"]["details"]
+    tools = [{"type": "function", "function": {"name": f"f{n}"}} for n in range(129)]
+    response = client.post(CHAT, {"messages": many[:1], "tools": tools}, format="json")
+    assert response.status_code == 400
+    assert "tools" in response.json()["error"]["details"]
+    assert client.post(CHAT, {"messages": many[:2048]}, format="json").status_code == 200
+
+
+def test_tool_calls_count_towards_the_prompt_limit(client_for, alice, fake_openai, settings):
+    settings.GENERATION_MAX_PROMPT_CHARS = 100
+    calls = [{"id": f"c{n}", "type": "function", "function": {"name": "f", "arguments": "{}"}} for n in range(20)]
+    messages = [{"role": "assistant", "content": None, "tool_calls": calls}]
+    response = client_for(alice).post(CHAT, {"messages": messages}, format="json")
+    assert response.status_code == 400
+    assert "messages" in response.json()["error"]["details"]
