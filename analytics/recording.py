@@ -60,15 +60,17 @@ class Answer:
 class WriteWithLog:
     """A write that belongs with a request's log row, made in the same commit once the answer is
     known: `statement(answer)` gives the SQL (or None for nothing to write). A `required` write
-    is one the answer promises (a stored prediction): when it fails, the answer becomes a 503."""
+    is one the answer promises (a stored prediction): when it fails, the answer becomes a 503.
+    `undo` is told when the joint write failed (to drop what was kept elsewhere for it)."""
 
     statement: Callable[[Answer], db.Statement | None]
     required: bool = False
+    undo: Callable[[], None] | None = None
 
 
 def write_with_request_log(request: HttpRequest, write: WriteWithLog) -> bool:
     """Have `write` made with this request's log row. False when the request is not recorded
-    (not an API route) or the database cannot take them as one statement: the caller writes now."""
+    (not an API route): the caller writes on its own."""
     django_request = getattr(request, "_request", request)
     writes: list[WriteWithLog] | None = django_request.__dict__.get(_WRITES_ATTR)
     if writes is None:
@@ -142,37 +144,50 @@ def request_log_create(
     match = request.resolver_match
     usage: dict[str, Any] = request.__dict__.get(_USAGE_ATTR, {})
     statements = [(write, statement) for write in writes if (statement := write.statement(answer)) is not None]
+    row = RequestLog(
+        request_id=request_id,
+        created_at=started_at,
+        method=_text(request.method, 10),
+        path=_text(request.path, 255),
+        endpoint=(match.view_name if match else "")[:100],
+        status=answer.status,
+        error_code=error_code[:50],
+        latency_ms=latency_ms,
+        latency_bin=bin_of(latency_ms),
+        user=user if user is not None and user.is_authenticated else None,
+        auth_method=auth_method,
+        api_key_id=request.__dict__.get("api_key_id"),
+        client_ip=client_ip(request) or None,
+        user_agent=_text(request.META.get("HTTP_USER_AGENT", ""), 256),
+        request_bytes=_content_length(request),
+        response_bytes=min(answer.size, 2**31 - 1),
+        model=usage.get("model", "")[:100],
+        rows=usage.get("rows", 0),
+        prompt_tokens=usage.get("prompt_tokens", 0),
+        completion_tokens=usage.get("completion_tokens", 0),
+    )
+    if not statements:
+        return _insert_logged(row, request)
     try:
-        row = RequestLog(
-            request_id=request_id,
-            created_at=started_at,
-            method=_text(request.method, 10),
-            path=_text(request.path, 255),
-            endpoint=(match.view_name if match else "")[:100],
-            status=answer.status,
-            error_code=error_code[:50],
-            latency_ms=latency_ms,
-            latency_bin=bin_of(latency_ms),
-            user=user if user is not None and user.is_authenticated else None,
-            auth_method=auth_method,
-            api_key_id=request.__dict__.get("api_key_id"),
-            client_ip=client_ip(request) or None,
-            user_agent=_text(request.META.get("HTTP_USER_AGENT", ""), 256),
-            request_bytes=_content_length(request),
-            response_bytes=min(answer.size, 2**31 - 1),
-            model=usage.get("model", "")[:100],
-            rows=usage.get("rows", 0),
-            prompt_tokens=usage.get("prompt_tokens", 0),
-            completion_tokens=usage.get("completion_tokens", 0),
-        )
-        if statements:
-            db.insert_after([statement for _, statement in statements], row)
-        else:
-            db.insert(row)
+        db.insert_after([statement for _, statement in statements], row)
+        return Recorded(row)
+    except DatabaseError:
+        logger.exception("could not record request %s %s with its writes", request.method, request.path)
+    for write, _ in statements:
+        if write.undo is not None:
+            write.undo()
+    if any(write.required for write, _ in statements):
+        return Recorded(None, promised_write_lost=True)  # the caller answers 503 and records that
+    return _insert_logged(row, request)  # the answer stands; its row is still recorded
+
+
+def _insert_logged(row: RequestLog, request: HttpRequest) -> Recorded:
+    try:
+        db.insert(row)
         return Recorded(row)
     except DatabaseError:
         logger.exception("could not record request %s %s", request.method, request.path)
-        return Recorded(None, promised_write_lost=any(write.required for write, _ in statements))
+        return Recorded(None)
 
 
 def answer_of(request: HttpRequest, response: HttpResponseBase, *, size: int, body: bytes | None) -> tuple[Answer, str]:

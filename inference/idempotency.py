@@ -15,8 +15,10 @@ cache for the key's lifetime instead of the database; one the cache lost is run 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import hmac
 import logging
 import re
 import secrets
@@ -32,10 +34,11 @@ from django.http import HttpResponse
 from django.utils import timezone
 from rest_framework.request import Request
 
+from accounts.ratelimits import STORE_ERRORS
 from analytics.recording import Answer, WriteWithLog, write_with_request_log
 from inference.models import IdempotencyRecord
 from project import db
-from project.errors import AppError, InvalidInput
+from project.errors import AppError, InvalidInput, ServiceUnavailable
 from project.http import IDEMPOTENCY_KEY_HEADER as HEADER
 
 logger = logging.getLogger(__name__)
@@ -67,10 +70,12 @@ class Claim:
 
 
 def _fingerprint(request: Request) -> str:
-    """The route and the body's content, whitespace and key order aside."""
+    """The route and the body's content, whitespace and key order aside. An HMAC keyed with the
+    server's secret, so that a short text's fingerprint cannot be confirmed from the table alone."""
     route = request._request.resolver_match.view_name if request._request.resolver_match else request.path
     body = orjson.dumps(request.data, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
-    return hashlib.sha256(f"{request.method} {route}\n".encode() + body).hexdigest()
+    key = hashlib.sha256(f"idempotency:{settings.SECRET_KEY}".encode()).digest()
+    return hmac.new(key, f"{request.method} {route}\n".encode() + body, hashlib.sha256).hexdigest()
 
 
 _CLAIM_SQL = f"""
@@ -83,7 +88,7 @@ ON CONFLICT (user_id, key) DO UPDATE SET
     created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
 WHERE taken.expires_at <= EXCLUDED.created_at
    OR (taken.state = 'running' AND taken.locked_until <= EXCLUDED.created_at)
-   OR (taken.state = 'done' AND taken.body IS NULL AND %s)
+   OR (taken.state = 'done' AND taken.body IS NULL AND taken.fingerprint = EXCLUDED.fingerprint AND %s)
 RETURNING id
 """  # noqa: S608 - the table name is the model's own
 
@@ -107,12 +112,19 @@ def _lifetime() -> timedelta:
     return timedelta(hours=settings.IDEMPOTENCY_KEY_HOURS)
 
 
-def _cache_key(record_id: int, token: str) -> str:
-    return f"idempotent-answer:{record_id}:{token}"
+def _cache_key(claim: Claim | IdempotencyRecord) -> str:
+    record_id = claim.record_id if isinstance(claim, Claim) else claim.pk
+    return f"idempotent-answer:{record_id}:{claim.token}"
 
 
 def _replay(record: IdempotencyRecord) -> HttpResponse | None:
-    body = bytes(record.body) if record.body is not None else cache.get(_cache_key(record.pk, record.token))
+    if record.body is not None:
+        body = bytes(record.body)
+    else:
+        try:
+            body = cache.get(_cache_key(record))
+        except STORE_ERRORS:  # running the request again would make it twice: not now
+            raise ServiceUnavailable("The store of earlier answers is unavailable; retry shortly.") from None
     if body is None:
         return None  # the cache lost it: the caller runs the request again
     response = HttpResponse(body, status=record.status, content_type=record.content_type or "application/json")
@@ -121,18 +133,39 @@ def _replay(record: IdempotencyRecord) -> HttpResponse | None:
 
 
 def _settle(claim: Claim, answer: Answer) -> db.Statement:
-    """Store a successful answer for the key; give the key back after any other."""
+    """Store a successful answer for the key; give the key back after any other.
+
+    The answer is stored only while this request still holds the key (its token): if it ran so
+    long that a retry took the key meanwhile, nothing of the joint write is stored (on the
+    prediction route: not the prediction either), and the answer becomes a 503.
+    """
     if not 200 <= answer.status < 300 or answer.body is None:
-        return f"DELETE FROM {_TABLE} WHERE id = %s AND token = %s", [claim.record_id, claim.token]  # noqa: S608
+        return _give_back_statement(claim)
     body: bytes | None = answer.body
     if claim.body_in_cache:
-        cache.set(_cache_key(claim.record_id, claim.token), body, timeout=int(_lifetime().total_seconds()))
+        try:
+            cache.set(_cache_key(claim), body, timeout=int(_lifetime().total_seconds()))
+        except STORE_ERRORS as exc:  # nowhere to keep it: the key is given back instead
+            logger.warning("idempotent answer not kept: the cache is unavailable (%s)", exc.__class__.__name__)
+            return _give_back_statement(claim)
         body = None
-    return (
+    return db.Statement(
         f"UPDATE {_TABLE} SET state = 'done', status = %s, content_type = %s, body = %s "  # noqa: S608
-        "WHERE id = %s AND token = %s",
+        "WHERE id = %s AND token = %s RETURNING id",
         [answer.status, answer.content_type[:100], body, claim.record_id, claim.token],
+        must_change_a_row=True,
     )
+
+
+def _give_back_statement(claim: Claim) -> db.Statement:
+    return db.Statement(f"DELETE FROM {_TABLE} WHERE id = %s AND token = %s", [claim.record_id, claim.token])  # noqa: S608
+
+
+def _forget_cached_answer(claim: Claim) -> None:
+    """The joint write failed: an answer put in the cache for it points nowhere; drop it."""
+    if claim.body_in_cache:
+        with contextlib.suppress(*STORE_ERRORS):  # else it expires with the key's lifetime
+            cache.delete(_cache_key(claim))
 
 
 def _give_back(claim: Claim) -> None:
@@ -195,7 +228,9 @@ def idempotent(*, lease_setting: str | Callable[[], str], texts: bool = False) -
             except BaseException:
                 _give_back(claim)
                 raise
-            settle = WriteWithLog(functools.partial(_settle, claim))
+            settle = WriteWithLog(
+                functools.partial(_settle, claim), undo=functools.partial(_forget_cached_answer, claim)
+            )
             if not write_with_request_log(request, settle):
                 logger.warning("idempotent answer not recorded: the request is not logged")
                 _give_back(claim)

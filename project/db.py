@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import psycopg
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, DataError, connection, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 from django.db.models import Field, JSONField, Model
@@ -81,14 +83,27 @@ def _insert_fields(model: type[Model], *, with_pk: bool) -> list[Field]:
     return [field for field in model._meta.concrete_fields if with_pk or not field.primary_key]
 
 
-Statement = tuple[str, list[Any]]
+@dataclass(frozen=True)
+class Statement:
+    """One statement of a joint write (see insert_after)."""
+
+    sql: str
+    params: list[Any]
+    # The write holds only if this statement changes a row (it must end with RETURNING): an
+    # UPDATE of a row that may have been taken by someone else meanwhile. When it changes none,
+    # nothing of the joint write is stored and insert_after raises.
+    must_change_a_row: bool = False
+
+
+class NothingChanged(DatabaseError):
+    """A statement that had to change a row changed none: the joint write was not made."""
 
 
 def insert_statement_of(instance: Model) -> Statement:
     """The INSERT of a new `instance` whose primary key is already set (see reserve_id), to be
     run with others by insert_after."""
     statement = insert_statement(type(instance), with_pk=True).rsplit(" RETURNING ", 1)[0]
-    return statement, insert_params(instance, with_pk=True)
+    return Statement(statement, insert_params(instance, with_pk=True))
 
 
 def insert_after(statements: list[Statement], then: Model) -> None:
@@ -98,16 +113,33 @@ def insert_after(statements: list[Statement], then: Model) -> None:
     if connection.vendor != "postgresql":
         with transaction.atomic():
             with connection.cursor() as cursor:
-                for sql, params in statements:
-                    cursor.execute(sql, params)
+                for statement in statements:
+                    cursor.execute(statement.sql, statement.params)
+                    if statement.must_change_a_row and cursor.fetchone() is None:
+                        raise NothingChanged(statement.sql.split(" WHERE ", 1)[0])
             insert(then)
         return
-    parts = ", ".join(f"w{index} AS ({sql})" for index, (sql, _) in enumerate(statements))
-    sql = f"WITH {parts} {insert_statement(type(then))}"
-    params = [value for _, values in statements for value in values]
-    with prepared_cursor() as cursor:
-        cursor.execute(sql, [*params, *insert_params(then)])
-        then.pk = cursor.fetchone()[0]
+    parts = ", ".join(f"w{index} AS ({statement.sql})" for index, statement in enumerate(statements))
+    # A CTE that changed no row makes the whole statement fail: 1 / 0 aborts it, and in
+    # autocommit nothing of it is stored. (Every data-modifying CTE runs whether read or not.)
+    checks = "".join(
+        f", 1 / (SELECT count(*) FROM w{index})"  # noqa: S608 - CTE names of our own
+        for index, statement in enumerate(statements)
+        if statement.must_change_a_row
+    )
+    sql = f"WITH {parts} {insert_statement(type(then))}{checks}"
+    params = [value for statement in statements for value in statement.params]
+    # A check that fails inside a caller's transaction (a test case) must not take that
+    # transaction down with it: a savepoint there. In autocommit (a request) the statement is its own.
+    around = transaction.atomic() if checks and connection.in_atomic_block else contextlib.nullcontext()
+    try:
+        with around, prepared_cursor() as cursor:
+            cursor.execute(sql, [*params, *insert_params(then)])
+            then.pk = cursor.fetchone()[0]
+    except DataError as exc:
+        if checks and getattr(exc.__cause__, "sqlstate", None) == "22012":  # division_by_zero: a check above
+            raise NothingChanged("a statement that had to change a row changed none") from exc
+        raise
     then._state.adding = False
     then._state.db = connection.alias
 

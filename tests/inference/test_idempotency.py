@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 import requests
-from django.db import connection
+from django.core.cache import cache
+from django.test import override_settings
 from django.utils import timezone
 
 from accounts.services import api_key_create
 from analytics.models import RequestLog
 from inference.models import Generation, IdempotencyRecord, Prediction, SentimentCall
 from tests.inference.helpers import IRIS_ROW
-from tests.inference.test_prediction_hot_path import _count_redis_round_trips
+from tests.inference.test_prediction_hot_path import DOWN_CACHE, _count_redis_round_trips
 from tests.inference.test_prediction_read_back import statements
 
 PREDICTIONS = "/api/v1/predictions/"
@@ -87,6 +88,7 @@ def test_the_answer_is_stored_in_the_commit_that_stores_the_prediction(client_fo
     with statements() as run:
         response = post(client, PREDICTIONS, BODY, "counted")
     assert response.status_code == 201
+    run = [sql for sql in run if "SAVEPOINT" not in sql]  # the test's own transaction, not the request's
     assert len(run) == 2, [sql[:60] for sql in run]
     claim, write = run
     assert claim.lstrip().startswith("INSERT INTO inference_idempotencyrecord")
@@ -168,10 +170,59 @@ def test_with_store_texts_off_text_answers_stay_out_of_the_database(client_for, 
     again = post(client, "/api/v1/generations/", body, "private")
     assert again.content == first.content and again["Idempotent-Replayed"] == "true"
     record = IdempotencyRecord.objects.get(key="private")
-    assert record.body is None
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM inference_idempotencyrecord WHERE body::text LIKE %s", ["%secret%"])
-        assert cursor.fetchone()[0] == 0
+    assert (record.state, record.body) == ("done", None)
+
+
+def test_an_answer_the_cache_lost_is_run_again(client_for, alice, fake_openai, settings):
+    settings.STORE_TEXTS = False
+    client = client_for(alice)
+    body = {"prompt": "hello", "temperature": 0.7}
+    first = post(client, "/api/v1/generations/", body, "lost").json()
+    cache.clear()  # Redis restarted: the answer is gone, and nothing says it was made
+    again = post(client, "/api/v1/generations/", body, "lost")
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again
+    assert again.json()["id"] != first["id"]
+    assert post(client, "/api/v1/generations/", {**body, "temperature": 0.5}, "lost").status_code == 422
+
+
+@override_settings(CACHES=DOWN_CACHE, STORE_TEXTS=False)
+def test_with_the_cache_down_text_answers_are_not_500s(client_for, alice, fake_openai):
+    """Nowhere to keep the answer: the request is answered and its key given back, never a 500."""
+    client = client_for(alice)
+    body = {"prompt": "hello", "temperature": 0.7}
+    assert post(client, "/api/v1/generations/", body, "down").status_code == 201
+    assert not IdempotencyRecord.objects.filter(key="down").exists()
+    assert RequestLog.objects.filter(endpoint="v1:generation-list").count() == 1
+
+
+def test_an_answer_kept_in_a_cache_that_is_down_is_503_not_run_twice(client_for, alice, fake_openai, settings):
+    settings.STORE_TEXTS = False
+    client = client_for(alice)
+    body = {"prompt": "hello", "temperature": 0.7}
+    assert post(client, "/api/v1/generations/", body, "k").status_code == 201
+    with override_settings(CACHES=DOWN_CACHE):
+        response = post(client, "/api/v1/generations/", body, "k")
+    assert response.status_code == 503
+    assert Generation.objects.count() == 1
+
+
+def test_a_request_whose_key_was_taken_meanwhile_stores_nothing(client_for, alice, monkeypatch):
+    """It ran past its lease and a retry took the key: its prediction must not be stored too."""
+    import inference.services
+
+    real = inference.services.prediction_create
+
+    def taken_meanwhile(**kwargs):
+        IdempotencyRecord.objects.filter(key="slow").update(token="the retry's")
+        return real(**kwargs)
+
+    monkeypatch.setattr(inference.services, "prediction_create", taken_meanwhile)
+    response = post(client_for(alice), PREDICTIONS, BODY, "slow")
+    assert response.status_code == 503
+    assert not Prediction.objects.exists()
+    assert IdempotencyRecord.objects.get(key="slow").token == "the retry's"  # the retry's claim stands
+    log = RequestLog.objects.get(endpoint="v1:prediction-list")
+    assert (log.status, log.error_code) == (503, "database_unavailable")
 
 
 def test_a_new_api_key_cannot_be_replayed_so_the_header_is_refused(client_for, staff, alice):
@@ -234,6 +285,7 @@ def test_killing_a_worker_under_load_makes_no_prediction_twice(gunicorn_server, 
     assert len(set(answers.values())) == len(keys)
     assert Prediction.objects.filter(user=alice).count() == len(keys)
     lost = {k for k, first in zip(keys, firsts, strict=True) if first is None or first.status_code != 201}
+    assert lost, "the kill interrupted nothing: the test proved nothing"
     # Of those, the ones replayed had been stored before the kill: without the key, made twice.
     print(f"{len(lost)} of {len(keys)} first attempts got no 201, {len(lost & replayed)} of them stored already")
 
