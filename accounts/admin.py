@@ -4,18 +4,21 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from accounts.keys import key_generate
+from accounts.login_guard import LoginRefused, login_attempt
 from accounts.models import ApiKey, RevokedToken
 from accounts.policies import ELEVATED_USER_FIELDS, key_owner_refusal, may_edit_user
 from accounts.ratelimits import rate_is_valid
 from accounts.services import api_key_revoke
+from project.http import client_ip
 
 
 @admin.register(RevokedToken)
@@ -146,3 +149,23 @@ for _model, _admin in ((get_user_model(), GuardedUserAdmin), (Group, SuperuserOn
     if admin.site.is_registered(_model):
         admin.site.unregister(_model)
     admin.site.register(_model, _admin)
+
+
+class GuardedAdminLoginForm(AdminAuthenticationForm):
+    """The admin's login, under the same failed-login limits as the token route: staff and
+    superuser passwords are typed here."""
+
+    def clean(self) -> dict[str, Any]:
+        username = self.cleaned_data.get("username")
+        if not username or self.cleaned_data.get("password") is None:
+            return super().clean()  # a field is missing: no password is judged
+        address = client_ip(self.request) if self.request is not None else ""
+        try:
+            with login_attempt(username=username, address=address or "unknown", failures=(ValidationError,)):
+                return super().clean()
+        except LoginRefused as refused:
+            minutes = max(1, round((refused.wait or 60) / 60))
+            raise ValidationError(f"Too many failed logins; try again in {minutes} minutes.") from None
+
+
+admin.site.login_form = GuardedAdminLoginForm

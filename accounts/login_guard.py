@@ -18,6 +18,8 @@ password, or a request refused before any password was checked.
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import logging
 import time
 from collections.abc import Iterator
@@ -48,7 +50,21 @@ class _Counter:
 def _counter(kind: str, who: str, rate: str, now: float) -> _Counter:
     limit, seconds = split_rate(rate)
     window = int(now // seconds)
-    return _Counter(f"login-failures:{kind}:{rate}:{window}:{who}", limit, (window + 1) * seconds)
+    # Hashed: a password typed into the username field must not sit in the cache in clear.
+    digest = hashlib.sha256(f"{kind}|{who}".encode()).hexdigest()[:32]
+    return _Counter(f"login-failures:{kind}:{rate}:{window}:{digest}", limit, (window + 1) * seconds)
+
+
+def address_bucket(address: str) -> str:
+    """Who an address is, for counting: an IPv6 address by its /64, which one subscriber usually
+    holds whole (counting each /128 would give them 2**64 fresh addresses)."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if parsed.version == 6 and parsed.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
 
 
 def _cache():  # noqa: ANN202 - Django's cache proxy
@@ -76,12 +92,15 @@ class LoginRefused(Throttled):
 
 
 @contextmanager
-def login_attempt(*, username: str, address: str) -> Iterator[None]:
-    """Around one password check: refuses it (429) when a limit is reached; otherwise lets it run
-    and keeps its counts only if it fails with AuthenticationFailed."""
+def login_attempt(
+    *, username: str, address: str, failures: tuple[type[BaseException], ...] = (AuthenticationFailed,)
+) -> Iterator[None]:
+    """Around one password check: refuses it (LoginRefused, a 429) when a limit is reached;
+    otherwise lets it run, and keeps its counts only if it ends in one of `failures`."""
     limits = settings.LOGIN_FAILURE_LIMITS
     now = time.time()
     name = username.strip().lower()[:150]
+    address = address_bucket(address)
     pair = _counter("username-address", f"{address}|{name}", limits["username_address"], now)
     per_address = _counter("address", address, limits["address"], now)
     per_username = _counter("username", name, limits["username"], now)
@@ -110,7 +129,7 @@ def login_attempt(*, username: str, address: str) -> Iterator[None]:
         raise LoginRefused(wait=max(counter.wait for counter in refused_by))
     try:
         yield
-    except AuthenticationFailed:
+    except failures:
         raise  # a failure: it stays counted
     except BaseException:
         _take_back(counters)  # refused before a password was judged (a 400), or our own error

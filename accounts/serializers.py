@@ -20,6 +20,12 @@ from project.fields import StrictCharField
 class TokenObtainPairSerializer(jwt.TokenObtainPairSerializer):
     token_class = RevocableRefreshToken
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # simplejwt's CharField would turn {"username": 12345} into "12345": a login that the
+        # failure limits (keyed on the string sent) would never see. A username is a string.
+        self.fields[self.username_field] = StrictCharField(write_only=True)
+
 
 class TokenRefreshSerializer(jwt.TokenRefreshSerializer):
     token_class = RevocableRefreshToken

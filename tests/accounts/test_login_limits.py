@@ -5,7 +5,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from django.core.cache import cache
 
 from tests.conftest import PASSWORD
 
@@ -87,4 +86,44 @@ def test_the_counts_hold_under_concurrency(gunicorn_server, alice):
     with ThreadPoolExecutor(max_workers=24) as pool:
         codes = list(pool.map(guess, range(24)))
     assert sorted(codes) == [401] * 5 + [429] * 19
-    cache.clear()
+
+
+@pytest.mark.parametrize("username", [12345, 1.5, True, ["alice"], None])
+def test_a_username_that_is_not_a_string_is_400_not_a_free_guess(anon, db, limits, username):
+    """simplejwt would turn 12345 into "12345" and judge the password, past every failure count."""
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create_user("12345", password=PASSWORD)
+    response = anon.post(TOKEN, {"username": username, "password": "guess"}, format="json")
+    assert response.status_code == 400
+    assert "username" in response.json()["error"]["details"]
+
+
+def test_ipv6_addresses_are_counted_by_their_64(anon, alice, limits):
+    """One subscriber holds a whole /64: its 2**64 addresses are one address to the limits."""
+    for n in range(5):
+        assert login(anon, "alice", "wrong", f"2001:db8:1:2::{n + 1:x}").status_code == 401
+    assert login(anon, "alice", "wrong", "2001:db8:1:2:ffff::9").status_code == 429
+    assert login(anon, "alice", PASSWORD, "2001:db8:1:3::1").status_code == 200  # another /64
+
+
+def test_usernames_are_not_kept_in_clear_in_the_cache(anon, db, limits):
+    from django_redis import get_redis_connection
+
+    login(anon, "hunter2-typed-as-a-username", "x", "203.0.113.4")
+    keys = [key.decode() for key in get_redis_connection("default").keys("*login-failures*")]
+    assert keys
+    assert not [key for key in keys if "hunter2" in key or "203.0.113.4" in key]
+
+
+def test_the_admin_login_has_the_same_limits(client, staff, limits):
+    limits(username_address="3/15m")
+    page = "/admin/login/?next=/admin/"
+    for _ in range(3):
+        response = client.post(page, {"username": "staff", "password": "wrong"}, REMOTE_ADDR="203.0.113.8")
+        assert "Please enter the correct username and password" in response.content.decode()
+    refused = client.post(page, {"username": "staff", "password": PASSWORD}, REMOTE_ADDR="203.0.113.8")
+    assert "Too many failed logins" in refused.content.decode()
+    assert "_auth_user_id" not in client.session
+    # The owner, elsewhere, gets in.
+    assert client.post(page, {"username": "staff", "password": PASSWORD}, REMOTE_ADDR="198.51.100.7").status_code == 302
