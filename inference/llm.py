@@ -111,15 +111,23 @@ class Usage:
         }
 
 
-def usage_from_dict(raw: dict[str, Any] | None) -> Usage:
-    raw = raw or {}
-    return Usage(prompt_tokens=raw.get("prompt_tokens") or 0, completion_tokens=raw.get("completion_tokens") or 0)
+def _count(value: Any) -> int:
+    """A token count as the upstream reported it, if it is one (an integer a column can hold)."""
+    return value if type(value) is int and 0 <= value < 2**31 else 0
+
+
+def usage_from_dict(raw: Any) -> Usage:
+    raw = raw if isinstance(raw, dict) else {}
+    return Usage(prompt_tokens=_count(raw.get("prompt_tokens")), completion_tokens=_count(raw.get("completion_tokens")))
 
 
 def usage_of(raw: Any) -> Usage:
     if raw is None:
         return Usage()
-    return Usage(prompt_tokens=raw.prompt_tokens or 0, completion_tokens=raw.completion_tokens or 0)
+    return Usage(
+        prompt_tokens=_count(getattr(raw, "prompt_tokens", 0)),
+        completion_tokens=_count(getattr(raw, "completion_tokens", 0)),
+    )
 
 
 def chat_create(**params: Any) -> openai.types.chat.ChatCompletion:

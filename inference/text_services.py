@@ -10,17 +10,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.db import DatabaseError
 
 from inference import llm, sentiment
 from inference.models import Generation, SentimentCall
 from inference.response_cache import cache_key, cached_answer, cached_answers, remember_answer, remember_answers
 from project.db import release_connection
-from project.errors import AppError, ClientClosedRequest, UpstreamError
+from project.errors import AppError, ClientClosedRequest, DatabaseUnavailable, UpstreamError
 from project.json import dumps
 
 logger = logging.getLogger(__name__)
@@ -132,14 +134,14 @@ def _record(
     return Generation.objects.create(
         user=user,
         route=request.route,
-        model=(model or request.model)[:100],
+        model=_text_or(model, request.model)[:100],
         prompt=request.params["messages"] if store else None,
         output=output if store else None,
         max_tokens=request.params.get("max_tokens") or request.params.get("max_completion_tokens"),
         temperature=request.params.get("temperature"),
         stream=request.stream,
         cached=cached,
-        finish_reason=(finish_reason or "")[:30],
+        finish_reason=_text_or(finish_reason, "")[:30],
         prompt_tokens=max(spent.prompt_tokens, 0),
         completion_tokens=max(spent.completion_tokens, 0),
         error_code=error_code,
@@ -155,6 +157,19 @@ class CompletionAnswer:
     cached: bool
 
 
+def _first_choice(completion: dict[str, Any]) -> tuple[str, str]:
+    """The text and finish reason of a completion's first choice; a completion not shaped as one
+    (choices that are not objects, content that is not text) is the upstream's failure."""
+    choices = completion.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    message = choice.get("message") if isinstance(choice, dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(message, dict) or not isinstance(content, str | None):
+        logger.error("upstream answered a completion without a readable first choice")
+        raise UpstreamError("The upstream model server answered something malformed.")
+    return content or "", _text_or(choice.get("finish_reason"), "")
+
+
 def completion_create(*, user: AbstractUser, request: GenerationRequest) -> CompletionAnswer:
     """A non-streaming completion, from the cache when the request is deterministic."""
     started = time.perf_counter()
@@ -163,21 +178,20 @@ def completion_create(*, user: AbstractUser, request: GenerationRequest) -> Comp
     cached = completion is not None
     if completion is None:
         release_connection()
-        completion = llm.chat_create(**request.params).to_dict()
+        # Shape problems are ours to judge (_first_choice), not pydantic warnings in the log.
+        completion = llm.chat_create(**request.params).to_dict(warnings=False)
         if key:
             remember_answer(key, completion, seconds=settings.RESPONSE_CACHE_SECONDS)
-    choice = (completion.get("choices") or [{}])[0]
-    text = (choice.get("message") or {}).get("content") or ""
-    raw_usage = completion.get("usage") or {}
+    text, finish_reason = _first_choice(completion)
     generation = _record(
         user=user,
         request=request,
         output=text,
-        finish_reason=choice.get("finish_reason") or "",
-        usage=llm.Usage(raw_usage.get("prompt_tokens") or 0, raw_usage.get("completion_tokens") or 0),
+        finish_reason=finish_reason,
+        usage=llm.usage_from_dict(completion.get("usage")),
         cached=cached,
         started=started,
-        model=completion.get("model") or request.model,
+        model=completion.get("model"),
     )
     return CompletionAnswer(generation=generation, completion=completion, text=text, cached=cached)
 
@@ -187,7 +201,7 @@ def completion_stream(
     user: AbstractUser,
     request: GenerationRequest,
     render: StreamRenderer,
-    on_finish: Callable[[Generation, AppError | None], None] | None = None,
+    on_finish: Callable[[Generation | None, AppError | None], None] | None = None,
 ) -> Iterator[bytes]:
     """Open the upstream stream now (so a failure to start is a plain error status), then
     yield server-sent events as `render` shapes them, recording the generation at the end
@@ -207,17 +221,23 @@ def completion_stream(
         finish_reasons: dict[int, str] = {}  # choice index -> its finish reason ("" until it has one)
         # Until the stream has been read to its end, the one who stopped it is the client.
         failure: AppError | None = ClientClosedRequest()
+        generation: Generation | None = None
         try:
             for chunk in chunks:
-                model = chunk.model or model
-                if chunk.usage is not None:
-                    usage = llm.usage_of(chunk.usage)
-                for choice in chunk.choices:
-                    if choice.delta and choice.delta.content:
-                        parts.append(choice.delta.content)
-                    index = getattr(choice, "index", None) or 0
-                    finish_reasons[index] = choice.finish_reason or finish_reasons.get(index, "")
-                if event := render.chunk(chunk):
+                with _malformed_chunks():
+                    model = _text_or(chunk.model, model)
+                    if chunk.usage is not None:
+                        usage = llm.usage_of(chunk.usage)
+                    for choice in chunk.choices:
+                        content = choice.delta.content if choice.delta is not None else None
+                        if content is not None:
+                            if not isinstance(content, str):
+                                raise TypeError("delta content is not a string")
+                            parts.append(content)
+                        index = choice.index if isinstance(choice.index, int) else 0
+                        finish_reasons[index] = _text_or(choice.finish_reason, finish_reasons.get(index, ""))
+                    event = render.chunk(chunk)
+                if event:
                     yield event
             if not finish_reasons or not all(finish_reasons.values()):
                 logger.error("upstream stream ended before every choice had a finish reason")
@@ -227,23 +247,46 @@ def completion_stream(
             failure = exc
             yield render.error(exc)
         finally:
-            generation = _record(
-                user=user,
-                request=request,
-                output="".join(parts),
-                finish_reason=finish_reasons.get(0, ""),
-                usage=usage,
-                cached=False,
-                started=started,
-                error_code=failure.code if failure is not None else "",
-                model=model,
-            )
+            try:
+                generation = _record(
+                    user=user,
+                    request=request,
+                    output="".join(parts),
+                    finish_reason=finish_reasons.get(0, ""),
+                    usage=usage,
+                    cached=False,
+                    started=started,
+                    error_code=failure.code if failure is not None else "",
+                    model=model,
+                )
+            except DatabaseError:
+                logger.exception("could not record a streamed generation")
+                if failure is None:
+                    failure = DatabaseUnavailable()
             if on_finish is not None:
                 on_finish(generation, failure)
         if failure is None:
             yield render.done(generation, usage)
+        elif isinstance(failure, DatabaseUnavailable):
+            yield render.error(failure)
 
     return events()
+
+
+@contextmanager
+def _malformed_chunks() -> Iterator[None]:
+    """A chunk the SDK let through but that is not shaped as one (choices null, a delta that is
+    a number...): the upstream's failure, in our words, never a TypeError mid-stream."""
+    try:
+        yield
+    except (TypeError, AttributeError, ValueError, KeyError) as exc:
+        logger.error("upstream stream sent a malformed chunk: %s", exc.__class__.__name__)
+        raise UpstreamError("The upstream model server sent a malformed chunk.") from None
+
+
+def _text_or(value: Any, default: str) -> str:
+    """`value` when it is a non-empty string (a model name, a finish reason), else `default`."""
+    return value if isinstance(value, str) and value else default
 
 
 def sse(data: Any, *, event: str | None = None) -> bytes:

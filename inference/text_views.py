@@ -41,9 +41,11 @@ def _note_tokens(request: Request, generation: Generation) -> None:
         )
 
 
-def _stream_finished(request: Request, generation: Generation, failure: AppError | None) -> None:
-    """A stream ended: its tokens, and how it failed if it did, for its request-log row."""
-    _note_tokens(request, generation)
+def _stream_finished(request: Request, generation: Generation | None, failure: AppError | None) -> None:
+    """A stream ended: its tokens (None: its record could not be written), and how it failed if
+    it did, for its request-log row."""
+    if generation is not None:
+        _note_tokens(request, generation)
     if failure is not None:
         note_failure(request, status=failure.status_code, code=failure.code)
 

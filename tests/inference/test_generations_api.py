@@ -179,7 +179,7 @@ def _chat_stream_lines(response) -> list[str]:
     return [block.removeprefix("data: ") for block in text.strip().split("\n\n")]
 
 
-@pytest.mark.parametrize("mode", ["malformed", "cut-stream", "garbled-stream"])
+@pytest.mark.parametrize("mode", ["malformed", "cut-stream", "garbled-stream", "null-choices", "odd-types"])
 def test_a_broken_upstream_stream_ends_with_an_error_and_is_recorded_as_one(client_for, alice, fake_openai, mode):
     """A body that is not a stream, a stream without a finish reason, a chunk that is not JSON:
     each ends with an error event instead of `done`, and both records say it failed."""
@@ -195,7 +195,7 @@ def test_a_broken_upstream_stream_ends_with_an_error_and_is_recorded_as_one(clie
     assert (log.status, log.error_code) == (502, "upstream_error")
 
 
-@pytest.mark.parametrize("mode", ["malformed", "cut-stream", "garbled-stream"])
+@pytest.mark.parametrize("mode", ["malformed", "cut-stream", "garbled-stream", "null-choices", "odd-types"])
 def test_a_broken_stream_on_v1_ends_with_openais_error_event(client_for, alice, fake_openai, mode):
     fake_openai.mode = mode
     body = {"messages": [{"role": "user", "content": "stream me please"}], "stream": True}
@@ -215,3 +215,10 @@ def test_a_whole_stream_is_logged_as_the_success_it_is(client_for, alice, fake_o
     log = RequestLog.objects.get(endpoint="v1:generation-list")
     assert (log.status, log.error_code) == (200, "")
     assert Generation.objects.get().error_code == ""
+
+
+def test_a_completion_whose_choices_are_not_choices_is_502(client_for, alice, fake_openai):
+    fake_openai.mode = "odd-completion"
+    response = generate(client_for(alice), {"prompt": "hi"})
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_error"

@@ -153,9 +153,10 @@ def test_a_streamed_answer_is_replayed_whole(client_for, alice, fake_openai):
     assert Generation.objects.count() == 1
 
 
-def test_a_stream_that_failed_gives_its_key_back(client_for, alice, fake_openai):
+@pytest.mark.parametrize("mode", ["cut-stream", "odd-types"])
+def test_a_stream_that_failed_gives_its_key_back(client_for, alice, fake_openai, mode):
     client = client_for(alice)
-    fake_openai.mode = "cut-stream"
+    fake_openai.mode = mode
     body = {"prompt": "stream me please", "stream": True}
     assert b"event: error" in b"".join(post(client, "/api/v1/generations/", body, "s2").streaming_content)
     fake_openai.mode = "ok"

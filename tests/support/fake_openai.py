@@ -2,7 +2,9 @@
 
 The real `openai` SDK talks to it over real HTTP. Its behaviour is set per test through
 `server.mode` ("ok", "slow", "429", "500", "malformed", "prose", and for streams "cut-stream": no
-finish reason, and "garbled-stream": a chunk that is not JSON) and `server.delay`; every
+finish reason, "garbled-stream": a chunk that is not JSON, "null-choices": a chunk whose choices
+are null, "odd-types": a chunk whose content is a number; "odd-completion": choices that are not
+objects) and `server.delay`; every
 request it receives is kept in `server.calls`, so a test can tell whether the upstream was asked.
 """
 
@@ -112,6 +114,9 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "500":
             self._send_json(500, {"error": {"message": f"internal failure near {LEAKY_KEY}", "type": "server"}})
             return
+        if mode == "odd-completion":  # JSON, but choices that are not choices
+            self._send_json(200, {"id": "x", "object": "chat.completion", "model": 7, "choices": [None, 5]})
+            return
         if mode == "malformed":
             data = b'{"id": "x", "choices": [ this is not json'
             self.send_response(200)
@@ -183,6 +188,11 @@ class _Handler(BaseHTTPRequestHandler):
         for index, word in enumerate(words):
             time.sleep(self.server.chunk_delay)
             chunk({"content": word if index == 0 else f" {word}"})
+            if self.server.mode == "null-choices" and index == 1:
+                self._write_chunk(b'data: {"id": "x", "object": "chat.completion.chunk", "choices": null}\n\n')
+            if self.server.mode == "odd-types" and index == 1:
+                odd = {"id": "x", "model": 7, "choices": [{"index": "0", "delta": {"content": 5}, "finish_reason": 9}]}
+                self._write_chunk(f"data: {json.dumps(odd)}\n\n".encode())
             if self.server.mode == "garbled-stream" and index == 1:
                 self._write_chunk(b'data: {"id": "chatcmpl-fake", "choices": [ not json\n\n')
                 self._write_chunk(b"")
