@@ -5,7 +5,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from inference.models import Generation, ModelVersion, Prediction, SentimentCall
-from inference.services import model_activate
+from inference.services import ShapeChange, model_activate
 from project.admin_tools import ReadOnlyAdmin
 
 
@@ -71,7 +71,12 @@ class ModelVersionAdmin(admin.ModelAdmin):
     @admin.action(description="Make the selected version active")
     def activate(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
         for version in queryset:
-            model_activate(name=version.name, version=version.version)
+            try:
+                model_activate(name=version.name, version=version.version)
+            except ShapeChange as exc:
+                hint = f"manage.py activate_model {version.name} {version.version} --allow-new-shape"
+                self.message_user(request, f"Not activated: {exc}. If that is meant: {hint}", messages.ERROR)
+                continue
             self.message_user(request, f"{version} is now active", messages.SUCCESS)
 
 

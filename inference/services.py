@@ -60,14 +60,15 @@ def model_register(
         if len(feature_names) != facts["n_features"]:
             raise RegistrationError(f"{len(feature_names)} feature names given for {facts['n_features']} features")
         facts["feature_names"] = list(feature_names)
-    latest = ModelVersion.objects.filter(name=name).order_by("-version").first()
-    if latest is not None:
-        if facts["feature_names"] is None and facts["n_features"] == latest.n_features:
-            facts["feature_names"] = latest.feature_names
-        changes = _shape_changes(latest, facts)
+    # Compared with what clients are served now: the active version.
+    active = ModelVersion.objects.filter(name=name, is_active=True).first()
+    if active is not None:
+        if facts["feature_names"] is None and facts["n_features"] == active.n_features:
+            facts["feature_names"] = active.feature_names
+        changes = _shape_changes(active, facts)
         if changes and not allow_new_shape:
             raise RegistrationError(
-                f"{name} v{latest.version + 1} would change what clients send or get back "
+                f"a new version of {name} would change what clients send or get back from {active} "
                 f"({'; '.join(changes)}); pass --allow-new-shape if that is meant"
             )
 
@@ -109,10 +110,25 @@ def _shape_changes(latest: ModelVersion, facts: dict[str, Any]) -> list[str]:
     ]
 
 
-def model_activate(*, name: str, version: int) -> ModelVersion:
-    """Make `version` the active version of `name`; every worker uses it from its next request."""
+class ShapeChange(Exception):
+    """Activating a version would change what the name's clients send or get back."""
+
+
+def model_activate(*, name: str, version: int, allow_new_shape: bool = False) -> ModelVersion:
+    """Make `version` the active version of `name`; every worker uses it from its next request.
+
+    A version of another shape (task, features, classes) than the active one is refused unless
+    `allow_new_shape`: switching to it is what would break the name's clients.
+    """
     with transaction.atomic():
         target = model_version_get(name=name, version=version)
+        active = ModelVersion.objects.select_for_update().filter(name=name, is_active=True).first()
+        if active is not None and not allow_new_shape:
+            facts = {field: getattr(target, field) for field in ("task", "n_features", "feature_names", "classes")}
+            if changes := _shape_changes(active, facts):
+                raise ShapeChange(
+                    f"{target} would change what clients send or get back from {active} ({'; '.join(changes)})"
+                )
         ModelVersion.objects.filter(name=name, is_active=True).exclude(pk=target.pk).update(is_active=False)
         if not target.is_active:
             target.is_active = True

@@ -165,3 +165,25 @@ def test_a_new_version_with_another_shape_is_refused_unless_meant(tmp_path, db):
 def test_feature_names_carry_over_to_a_file_that_has_none(iris_file, db):
     run("register_model", "iris", str(iris_file))
     assert ModelVersion.objects.get(name="iris", version=2).feature_names == list(load_iris().feature_names)
+
+
+def test_activating_a_version_of_another_shape_is_refused_unless_meant(tmp_path, client, staff, db):
+    """Registering one with --allow-new-shape leaves it inactive; switching to it is what would
+    break clients, so that step asks again, on the command line and in the admin."""
+    from sklearn.linear_model import Ridge
+
+    data = load_iris()
+    run("register_model", "iris", str(_fitted(tmp_path, Ridge(), data.data, data.target, "r")), "--allow-new-shape")
+    with pytest.raises(CommandError, match="task"):
+        run("activate_model", "iris", "2")
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    version = ModelVersion.objects.get(name="iris", version=2)
+    page = client.post(
+        "/admin/inference/modelversion/", {"action": "activate", "_selected_action": [version.pk]}, follow=True
+    )
+    assert "Not activated" in page.content.decode()
+    assert ModelVersion.objects.get(name="iris", is_active=True).version == 1
+    assert "now active" in run("activate_model", "iris", "2", "--allow-new-shape")
+    assert ModelVersion.objects.get(name="iris", is_active=True).task == "regression"

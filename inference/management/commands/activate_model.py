@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from inference.services import model_activate
+from inference.services import ShapeChange, model_activate
 from project.errors import NotFound
 
 
@@ -10,10 +10,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser: object) -> None:
         parser.add_argument("name")
         parser.add_argument("version", type=int)
+        parser.add_argument(
+            "--allow-new-shape",
+            action="store_true",
+            help="Allow another task, feature count, feature names or classes than the active version's.",
+        )
 
-    def handle(self, *args: object, name: str, version: int, **options: object) -> None:
+    def handle(self, *args: object, name: str, version: int, allow_new_shape: bool, **options: object) -> None:
         try:
-            model_activate(name=name, version=version)
+            model_activate(name=name, version=version, allow_new_shape=allow_new_shape)
         except NotFound as exc:
             raise CommandError(exc.message) from exc
+        except ShapeChange as exc:
+            raise CommandError(f"{exc}; pass --allow-new-shape if that is meant") from exc
         self.stdout.write(f"{name} v{version} is now active")
