@@ -22,6 +22,7 @@ from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer
 
 from project.errors import PayloadTooLarge
+from project.request_bodies import CHUNKED
 
 MAX_JSON_DEPTH = 64
 
@@ -116,6 +117,10 @@ class JSONParser(BaseParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
         limit = settings.MAX_REQUEST_BODY_BYTES
         raw = stream.read(limit + 1) if stream is not None else b""
+        request = (parser_context or {}).get("request")
+        meta = request._request.META if request is not None else {}
+        if meta.get(CHUNKED):  # sent in chunks: now its length is known (for the request log)
+            meta["CONTENT_LENGTH"] = str(len(raw))
         if len(raw) > limit:
             raise PayloadTooLarge(f"Request body is over the limit of {limit} bytes.")
         encoding = (parser_context or {}).get("encoding") or "utf-8"

@@ -2,14 +2,15 @@
 
 Django reads a body only as far as Content-Length says, so a chunked body looked empty and got
 a misleading 400 ("no model", "no features"). Servers that end the body stream themselves say so
-with `wsgi.input_terminated` (gunicorn does); there the body is read here, at most one byte over
-MAX_REQUEST_BODY_BYTES (so the usual 413 follows when it is over), and handed on with its length.
-A server that cannot end it (the development server) gets a clear 411.
+with `wsgi.input_terminated` (gunicorn does); there Django is told that the body may be one byte
+longer than MAX_REQUEST_BODY_BYTES, and reads it, like any other, only when a view parses it
+(after authentication), stopping at its real end; the JSON parser then says how long it was
+(project.json) and the usual 413 follows when it is over. A server that cannot end it (the
+development server) gets a clear 411.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -18,6 +19,7 @@ from django.conf import settings
 
 from project.errors import error_body
 
+CHUNKED = "mlserve.chunked_body"  # in the WSGI environ: CONTENT_LENGTH is a bound, not the length
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
@@ -45,7 +47,6 @@ class ChunkedBodies:
                 headers = [("Content-Type", "application/json"), ("Content-Length", str(len(_LENGTH_REQUIRED)))]
                 start_response("411 Length Required", headers)
                 return [_LENGTH_REQUIRED]
-            body = environ["wsgi.input"].read(settings.MAX_REQUEST_BODY_BYTES + 1)
-            environ["wsgi.input"] = io.BytesIO(body)
-            environ["CONTENT_LENGTH"] = str(len(body))
+            environ["CONTENT_LENGTH"] = str(settings.MAX_REQUEST_BODY_BYTES + 1)
+            environ[CHUNKED] = True
         return self.app(environ, start_response)

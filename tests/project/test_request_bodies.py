@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 import pytest
 
 from accounts.services import api_key_create
+from analytics.models import RequestLog
 from project.request_bodies import ChunkedBodies
 
 
@@ -30,6 +31,11 @@ def test_a_chunked_body_is_read_under_gunicorn(gunicorn_server, alice):
     body = json.dumps({"model": "iris", "features": [6.7, 3.0, 5.2, 2.3]}).encode()
     status, answer = _post_chunked(base, "/api/v1/predictions/", body, headers)
     assert (status, answer["prediction"]) == (201, [2])
+    logged = RequestLog.objects.filter(endpoint="v1:prediction-list").get()
+    assert logged.request_bytes == len(body)
+    # Without a key: a 401, as for any body (a view reads it, after authentication).
+    status, answer = _post_chunked(base, "/api/v1/predictions/", b"x" * 1000, {"Content-Type": "application/json"})
+    assert (status, answer["error"]["code"]) == (401, "not_authenticated")
     # Over the body limit, chunked or not: the usual 413 in the error shape.
     big = json.dumps({"model": "iris", "instances": [[6.7, 3.0, 5.2, 2.3]] * 200}).encode()
     status, answer = _post_chunked(base, "/api/v1/predictions/", big, headers)
