@@ -137,7 +137,10 @@ def _load_verified(path: Path, sha256: str, classes: list[Any] | None) -> Loaded
         data = path.read_bytes()
     except OSError as exc:
         logger.error("model file %s cannot be read: %s", path, exc.strerror)
-        raise ModelUnavailable(f"The model file {path.name} is missing or unreadable.") from None
+        error = ModelUnavailable(f"The model file {path.name} is missing or unreadable.")
+        if not isinstance(exc, FileNotFoundError | NotADirectoryError | IsADirectoryError | PermissionError):
+            error.retryable = None  # out of file handles, a network store's hiccup: may pass
+        raise error from None
     actual = hashlib.sha256(data).hexdigest()
     if actual != sha256:
         logger.error("model file %s failed its checksum: expected %s, found %s; refusing to load", path, sha256, actual)
