@@ -6,7 +6,7 @@ window. What is counted, and against which rate:
 
 - an API key's requests against the key's own rate, if it has one, else the group's rate;
 - a user's (JWT) requests against the group's rate;
-- the token route per client address and per username, against password guessing.
+- the token routes per client address (failed logins are counted apart: accounts.login_guard).
 
 When the cache cannot be reached the behaviour is RATE_LIMIT_FAIL_OPEN: serve unlimited and log
 an error (the default), or answer 503. A failed store is not asked again for a few seconds, so

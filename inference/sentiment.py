@@ -103,7 +103,7 @@ def _vader() -> _BoundedVader:
 
 def _with_emoji_described(text: str, emojis: dict[str, str]) -> str:
     """VADER's own first step (each emoji replaced by its description), done here so the words
-    can be counted, and capped, after it: one emoji can become eight words."""
+    can be counted, and capped, after it: one emoji can become six words."""
     if text.isascii():
         return text.strip()
     parts, after_space = [], True

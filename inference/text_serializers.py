@@ -158,25 +158,27 @@ class StreamOptionsSerializer(serializers.Serializer):
 class ChatCompletionSerializer(serializers.Serializer):
     """The chat-completions parameters this gateway passes on; anything else is dropped."""
 
-    model = StrictCharField(required=False, max_length=100)
+    model = StrictCharField(required=False, allow_null=True, max_length=100)
     # Bounded before any message is looked at: validating costs ~0.2 ms a message, and a 5 MB
     # body holds 150,000 of them (24 s of CPU before this limit).
     messages = ChatMessageSerializer(many=True, allow_empty=False, max_length=MAX_MESSAGES)
-    max_tokens = StrictIntegerField(required=False, min_value=1, validators=[validate_max_tokens])
-    max_completion_tokens = StrictIntegerField(required=False, min_value=1, validators=[validate_max_tokens])
-    temperature = StrictFloatField(required=False, min_value=0, max_value=2)
-    top_p = StrictFloatField(required=False, min_value=0, max_value=1)
-    n = StrictIntegerField(required=False, min_value=1, max_value=8)
+    max_tokens = StrictIntegerField(required=False, allow_null=True, min_value=1, validators=[validate_max_tokens])
+    max_completion_tokens = StrictIntegerField(
+        required=False, allow_null=True, min_value=1, validators=[validate_max_tokens]
+    )
+    temperature = StrictFloatField(required=False, allow_null=True, min_value=0, max_value=2)
+    top_p = StrictFloatField(required=False, allow_null=True, min_value=0, max_value=1)
+    n = StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=8)
     stop = serializers.JSONField(required=False, allow_null=True)
-    presence_penalty = StrictFloatField(required=False, min_value=-2, max_value=2)
-    frequency_penalty = StrictFloatField(required=False, min_value=-2, max_value=2)
-    seed = StrictIntegerField(required=False, min_value=-(2**63), max_value=2**63 - 1)
-    response_format = serializers.JSONField(required=False)
+    presence_penalty = StrictFloatField(required=False, allow_null=True, min_value=-2, max_value=2)
+    frequency_penalty = StrictFloatField(required=False, allow_null=True, min_value=-2, max_value=2)
+    seed = StrictIntegerField(required=False, allow_null=True, min_value=-(2**63), max_value=2**63 - 1)
+    response_format = serializers.JSONField(required=False, allow_null=True)
     tools = serializers.JSONField(required=False, allow_null=True)
     tool_choice = serializers.JSONField(required=False, allow_null=True)
-    user = StrictCharField(required=False, max_length=200)
-    stream = StrictBooleanField(required=False, default=False)
-    stream_options = StreamOptionsSerializer(required=False)
+    user = StrictCharField(required=False, allow_null=True, max_length=200)
+    stream = StrictBooleanField(required=False, allow_null=True, default=False)
+    stream_options = StreamOptionsSerializer(required=False, allow_null=True)
 
     def validate_stop(self, value: Any) -> Any:
         if value is None or isinstance(value, str):
@@ -186,7 +188,7 @@ class ChatCompletionSerializer(serializers.Serializer):
         raise serializers.ValidationError("Expected a string or an array of at most 4 strings.")
 
     def validate_response_format(self, value: Any) -> Any:
-        if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+        if value is not None and (not isinstance(value, dict) or not isinstance(value.get("type"), str)):
             raise serializers.ValidationError('Expected an object with a "type".')
         return value
 

@@ -158,7 +158,7 @@ class OpenAIChatCompletionsView(APIView):
         params.is_valid(raise_exception=True)
         # An explicit null is "not given" (the SDKs send it so): not passed on.
         data = {name: value for name, value in params.validated_data.items() if value is not None}
-        stream = data.pop("stream")
+        stream = data.pop("stream", False)
         include_usage = bool((data.pop("stream_options", None) or {}).get("include_usage"))
         data.setdefault("model", settings.OPENAI_MODEL)
         generation = text_services.GenerationRequest(route="chat.completions", params=data, stream=stream)

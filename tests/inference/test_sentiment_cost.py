@@ -38,13 +38,14 @@ def test_a_text_within_the_word_cap_is_read_whole(settings):
     assert sentiment.vader_words(text) == text.strip().replace("😀", "grinning face")
 
 
-@pytest.mark.parametrize("text", ["😹" * 5000, "good but " * 600, "x " * 2500])
+@pytest.mark.parametrize("text", ["😹" * 5000, "good but " * 600, "x good " * 1200])
 def test_vader_reads_at_most_the_word_cap_and_a_window_per_check(monkeypatch, settings, text):
     """5,000 emoji are 30,000 words once described; VADER gets SENTIMENT_MAX_WORDS of them, and
     its per-word checks get six words each, not the whole list (which made it quadratic)."""
-    valence_calls, windows = 0, []
+    valence_calls, windows, idiom_windows = 0, [], []
     real_valence = SentimentIntensityAnalyzer.sentiment_valence
     real_negation = SentimentIntensityAnalyzer._negation_check
+    real_idioms = SentimentIntensityAnalyzer._special_idioms_check
 
     def counting_valence(self, *args):
         nonlocal valence_calls
@@ -56,11 +57,18 @@ def test_vader_reads_at_most_the_word_cap_and_a_window_per_check(monkeypatch, se
         return real_negation(valence, words, start_i, i)
 
     monkeypatch.setattr(SentimentIntensityAnalyzer, "sentiment_valence", counting_valence)
+
+    def idiom_window(valence, words, i):
+        idiom_windows.append(len(words))
+        return real_idioms(valence, words, i)
+
     monkeypatch.setattr(SentimentIntensityAnalyzer, "_negation_check", staticmethod(window))
+    monkeypatch.setattr(SentimentIntensityAnalyzer, "_special_idioms_check", staticmethod(idiom_window))
     result = sentiment.analyse_local([text]).results[0]
     assert result.sentiment in {"positive", "negative", "neutral"}
     assert valence_calls <= settings.SENTIMENT_MAX_WORDS
-    assert max(windows, default=0) <= 6
+    assert windows and idiom_windows  # the checks ran, on hundreds of words
+    assert max(windows) <= 6 and max(idiom_windows) <= 6
 
 
 def test_the_cap_is_a_setting(settings):

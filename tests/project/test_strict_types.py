@@ -72,11 +72,13 @@ def test_chat_parameters_take_their_own_types_only(client_for, alice, fake_opena
 
 
 def test_null_optional_chat_parameters_mean_not_given(client_for, alice, fake_openai):
-    body = {"messages": MESSAGES, "stop": None, "tools": None, "tool_choice": None}
+    nulls = ("model", "stop", "tools", "tool_choice", "response_format", "stream", "stream_options", "seed", "n")
+    body = {"messages": MESSAGES, **dict.fromkeys(nulls)}
     response = client_for(alice).post(CHAT, body, format="json")
     assert response.status_code == 200, response.content
     (call,) = fake_openai.completion_calls()
-    assert not {"stop", "tools", "tool_choice"} & set(call["body"])
+    assert not (set(nulls) - {"model", "stream"}) & set(call["body"])
+    assert call["body"]["model"] == "fake-gpt" and not call["body"].get("stream")
     assert Generation.objects.count() == 1
 
 
