@@ -10,29 +10,25 @@ from django.core import checks
 from accounts.ratelimits import rate_is_valid
 
 GROUPS = ("default", "generation", "login-ip")
+LOGIN_FAILURE_KINDS = ("username_address", "address", "username")
 
 
 @checks.register(checks.Tags.security)
 def check_rate_limits(app_configs: Any, **kwargs: Any) -> list[checks.CheckMessage]:
     errors = []
-    for group in GROUPS:
-        rate = settings.RATE_LIMITS.get(group)
-        if rate is None or not rate_is_valid(rate):
-            errors.append(
-                checks.Error(
-                    f"RATE_LIMITS[{group!r}] is {rate!r}: not a rate like '600/m'",
-                    hint="A count, '/', then an optional multiplier of 1-999 and s, m, h or d.",
-                    id="accounts.E001",
+    for setting, names, check_id in (
+        ("RATE_LIMITS", GROUPS, "accounts.E001"),
+        ("LOGIN_FAILURE_LIMITS", LOGIN_FAILURE_KINDS, "accounts.E002"),
+    ):
+        rates = getattr(settings, setting)
+        for name in names:
+            rate = rates.get(name)
+            if rate is None or not rate_is_valid(rate):
+                errors.append(
+                    checks.Error(
+                        f"{setting}[{name!r}] is {rate!r}: not a rate like '600/m'",
+                        hint="A count, '/', then an optional multiplier of 1-999 and s, m, h or d.",
+                        id=check_id,
+                    )
                 )
-            )
-    for kind in ("username_address", "address", "username"):
-        rate = settings.LOGIN_FAILURE_LIMITS.get(kind)
-        if rate is None or not rate_is_valid(rate):
-            errors.append(
-                checks.Error(
-                    f"LOGIN_FAILURE_LIMITS[{kind!r}] is {rate!r}: not a rate like '5/15m'",
-                    hint="A count, '/', then an optional multiplier of 1-999 and s, m, h or d.",
-                    id="accounts.E002",
-                )
-            )
     return errors
