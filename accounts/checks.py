@@ -9,7 +9,7 @@ from django.core import checks
 
 from accounts.ratelimits import rate_is_valid
 
-GROUPS = ("default", "generation", "login-ip")
+GROUPS = ("default", "predictions", "generation", "login-ip")
 LOGIN_FAILURE_KINDS = ("username_address", "address", "username")
 
 

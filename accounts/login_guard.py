@@ -30,7 +30,8 @@ from django.conf import settings
 from django.core.cache import caches
 from rest_framework.exceptions import AuthenticationFailed, Throttled
 
-from accounts.ratelimits import STORE_ERRORS, split_rate
+from accounts.ratelimits import split_rate
+from project.cache import STORE_ERRORS
 from project.errors import ServiceUnavailable
 
 logger = logging.getLogger(__name__)

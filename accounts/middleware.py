@@ -4,8 +4,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponseBase
 
-from accounts.ratelimits import Usage
-from accounts.throttles import USAGE_ATTR
+from project.context import context_of
 
 
 class RateLimitHeadersMiddleware:
@@ -16,7 +15,7 @@ class RateLimitHeadersMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         response = self.get_response(request)
-        usage: Usage | None = request.__dict__.get(USAGE_ATTR)
+        usage = context_of(request).rate_usage
         if usage is not None:
             response["X-RateLimit-Limit"] = str(usage.limit)
             response["X-RateLimit-Remaining"] = str(usage.remaining)

@@ -1,12 +1,8 @@
 """How the authentication classes appear in the OpenAPI document (imported in AppConfig.ready)."""
 
-from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
-
-class JWTScheme(SimpleJWTScheme):
-    target_class = "accounts.authentication.JWTAuthentication"
-    name = "jwtAuth"
+# simplejwt's own JWTAuthentication is described by drf-spectacular's contrib extension ("jwtAuth").
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):

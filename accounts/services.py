@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from django.contrib.auth.models import AbstractUser
 from django.utils import timezone
 
-from accounts import auth_cache
 from accounts.keys import key_generate
 from accounts.models import ApiKey
 from project import freshness
@@ -53,9 +52,11 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     return api_key
 
 
-def api_key_mark_used(*, api_key: ApiKey, now: datetime) -> None:
+def api_key_mark_used(*, api_key: ApiKey, now: datetime) -> bool:
+    """Record that the key was used, at most once per LAST_USED_RESOLUTION; True when written."""
     if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
         # No freshness bump: last_used_at changes nothing about who may do what.
         ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         api_key.last_used_at = now
-        auth_cache.api_key_used(prefix=api_key.prefix, when=now)
+        return True
+    return False

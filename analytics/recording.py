@@ -1,109 +1,40 @@
-"""Writing the request log."""
+"""Writing the request log: one row per /api/ and /v1/ request, from the request's context."""
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from django.db import DatabaseError, connection
-from django.db.models import Model
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponseBase
 
+from accounts.models import ApiKey
 from analytics.histogram import bin_of
 from analytics.models import RequestLog
-from project import db
+from project.context import context_of
 from project.http import client_ip
 
 logger = logging.getLogger(__name__)
 
-_USAGE_ATTR = "_usage_note"
-_FAILURE_ATTR = "_failure_note"
-_WRITES_ATTR = "_writes_with_request_log"
+_MAX_INT = 2**31 - 1  # the size columns are PostgreSQL integers
 
 
 def note_usage(
     request: HttpRequest, *, model: str = "", rows: int = 0, prompt_tokens: int = 0, completion_tokens: int = 0
 ) -> None:
     """Let a view (or a stream, when it ends) say what a request used, for its request-log row."""
-    django_request = getattr(request, "_request", request)  # a DRF Request, or Django's own
-    setattr(
-        django_request,
-        _USAGE_ATTR,
-        {"model": model, "rows": rows, "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
-    )
+    context = context_of(request)
+    context.model, context.rows = model, rows
+    context.prompt_tokens, context.completion_tokens = prompt_tokens, completion_tokens
 
 
 def note_failure(request: HttpRequest, *, status: int, code: str) -> None:
     """Say that a request failed after its status line was sent (a stream that broke, or whose
     client went away): its request-log row records this status and code, not the 200 sent first."""
-    django_request = getattr(request, "_request", request)
-    setattr(django_request, _FAILURE_ATTR, (status, code))
-
-
-@dataclass(frozen=True)
-class Answer:
-    """What a request was answered: its status (a failed stream's, see note_failure), type, size,
-    and its bytes where they were kept (a stream's only when a write needs them)."""
-
-    status: int
-    content_type: str
-    size: int
-    body: bytes | None
-
-
-@dataclass(frozen=True)
-class WriteWithLog:
-    """A write that belongs with a request's log row, made in the same commit once the answer is
-    known: `statement(answer)` gives the SQL (or None for nothing to write). A `required` write
-    is one the answer promises (a stored prediction): when it fails, the answer becomes a 503.
-    `undo` is told when the joint write failed (to drop what was kept elsewhere for it)."""
-
-    statement: Callable[[Answer], db.Statement | None]
-    required: bool = False
-    undo: Callable[[], None] | None = None
-
-
-def write_with_request_log(request: HttpRequest, write: WriteWithLog) -> bool:
-    """Have `write` made with this request's log row. False when the request is not recorded
-    (not an API route): the caller writes on its own."""
-    django_request = getattr(request, "_request", request)
-    writes: list[WriteWithLog] | None = django_request.__dict__.get(_WRITES_ATTR)
-    if writes is None:
-        return False
-    writes.append(write)
-    return True
-
-
-def store_with_request_log(request: HttpRequest) -> Callable[[Model], None]:
-    """How a view's service should save its one new row: with this request's log row.
-
-    On PostgreSQL, when RequestLogMiddleware records this request, the row gets its id now and
-    is written by the middleware in the same statement as the log row, once the answer is ready
-    and before it leaves: one round trip and one commit for both, and the middleware answers 503
-    instead if that write fails. Elsewhere the row is inserted at once.
-    """
-    if connection.vendor != "postgresql":
-        return db.insert
-
-    def store(instance: Model) -> None:
-        instance.pk = db.reserve_id(type(instance))
-        # A row belongs to a successful answer only.
-        write = WriteWithLog(lambda answer: db.insert_statement_of(instance) if answer.status < 400 else None, True)
-        if not write_with_request_log(request, write):
-            db.insert(instance)
-
-    return store
-
-
-def start_writes_with_log(request: HttpRequest) -> list[WriteWithLog]:
-    writes: list[WriteWithLog] = []
-    setattr(request, _WRITES_ATTR, writes)
-    return writes
+    context = context_of(request)
+    context.failed_status, context.failed_code = status, code
 
 
 def _text(value: str, limit: int) -> str:
@@ -114,106 +45,85 @@ def _text(value: str, limit: int) -> str:
 def _content_length(request: HttpRequest) -> int:
     try:
         # Clamped to the column: a client-claimed length must not lose the row.
-        return min(max(int(request.META.get("CONTENT_LENGTH") or 0), 0), 2**31 - 1)
+        return min(max(int(request.META.get("CONTENT_LENGTH") or 0), 0), _MAX_INT)
     except ValueError:
         return 0
 
 
-@dataclass(frozen=True)
-class Recorded:
-    row: RequestLog | None  # None: the database did not take it (the failure is logged)
-    promised_write_lost: bool = False  # a required WriteWithLog was in the statement that failed
+def request_log_values(
+    request: HttpRequest, *, status: int, error_code: str, response_bytes: int, latency_ms: float
+) -> dict[str, Any]:
+    """The columns of one request's log row (by attribute name), from the request and its context.
+
+    Who made the call is what an API authentication class found (DRF puts `user` and `auth` on
+    the Django request too): the session user of a browser also logged in to the admin is not it.
+    """
+    django_request: HttpRequest = getattr(request, "_request", request)
+    context = context_of(django_request)
+    auth = django_request.__dict__.get("auth")
+    api_key_id = auth.pk if isinstance(auth, ApiKey) else None
+    auth_method = "api_key" if api_key_id is not None else ("jwt" if auth is not None else "")
+    user = django_request.__dict__.get("user") if auth_method else None
+    match = django_request.resolver_match
+    return {
+        "request_id": context.request_id,
+        "created_at": context.started_at,
+        "method": _text(django_request.method or "", 10),
+        "path": _text(django_request.path, 255),
+        "endpoint": (match.view_name if match else "")[:100],
+        "status": status,
+        "error_code": error_code[:50],
+        "latency_ms": latency_ms,
+        "latency_bin": bin_of(latency_ms),
+        "user_id": user.pk if user is not None and user.is_authenticated else None,
+        "auth_method": auth_method,
+        "api_key_id": api_key_id,
+        "client_ip": client_ip(django_request) or None,
+        "user_agent": _text(django_request.META.get("HTTP_USER_AGENT", ""), 256),
+        "request_bytes": _content_length(django_request),
+        "response_bytes": min(response_bytes, _MAX_INT),
+        "model": context.model[:100],
+        "rows": context.rows,
+        "prompt_tokens": context.prompt_tokens,
+        "completion_tokens": context.completion_tokens,
+    }
 
 
 def request_log_create(
-    *,
-    request: HttpRequest,
-    answer: Answer,
-    request_id: uuid.UUID,
-    started_at: datetime,
-    latency_ms: float,
-    error_code: str = "",
-    writes: list[WriteWithLog] = (),
-) -> Recorded:
-    """Record one finished request, with the writes that belong with it (WriteWithLog), in one
-    statement. A failure to record is logged, never raised."""
-    # Only an API authentication class sets auth_method; the session user of a browser that
-    # is also logged in to the admin is not who made an API call.
-    auth_method = request.__dict__.get("auth_method", "")
-    user = request.__dict__.get("user") if auth_method else None
-    match = request.resolver_match
-    usage: dict[str, Any] = request.__dict__.get(_USAGE_ATTR, {})
-    statements = [(write, statement) for write in writes if (statement := write.statement(answer)) is not None]
-    row = RequestLog(
-        request_id=request_id,
-        created_at=started_at,
-        method=_text(request.method, 10),
-        path=_text(request.path, 255),
-        endpoint=(match.view_name if match else "")[:100],
-        status=answer.status,
-        error_code=error_code[:50],
-        latency_ms=latency_ms,
-        latency_bin=bin_of(latency_ms),
-        user=user if user is not None and user.is_authenticated else None,
-        auth_method=auth_method,
-        api_key_id=request.__dict__.get("api_key_id"),
-        client_ip=client_ip(request) or None,
-        user_agent=_text(request.META.get("HTTP_USER_AGENT", ""), 256),
-        request_bytes=_content_length(request),
-        response_bytes=min(answer.size, 2**31 - 1),
-        model=usage.get("model", "")[:100],
-        rows=usage.get("rows", 0),
-        prompt_tokens=usage.get("prompt_tokens", 0),
-        completion_tokens=usage.get("completion_tokens", 0),
+    request: HttpRequest, response: HttpResponseBase, *, response_bytes: int, latency_ms: float
+) -> RequestLog | None:
+    """Record one finished request (a stream's failure after its 200, as that failure's status).
+    A failure to record is logged, never raised."""
+    context = context_of(request)
+    if context.failed_status is not None:
+        status, error_code = context.failed_status, context.failed_code
+    else:
+        status, error_code = response.status_code, getattr(response, "error_code", "")
+    values = request_log_values(
+        request, status=status, error_code=error_code, response_bytes=response_bytes, latency_ms=latency_ms
     )
-    if not statements:
-        return _insert_logged(row, request)
     try:
-        db.insert_after([statement for _, statement in statements], row)
-        return Recorded(row)
-    except DatabaseError:
-        logger.exception("could not record request %s %s with its writes", request.method, request.path)
-    for write, _ in statements:
-        if write.undo is not None:
-            write.undo()
-    if any(write.required for write, _ in statements):
-        return Recorded(None, promised_write_lost=True)  # the caller answers 503 and records that
-    return _insert_logged(row, request)  # the answer stands; its row is still recorded
-
-
-def _insert_logged(row: RequestLog, request: HttpRequest) -> Recorded:
-    try:
-        db.insert(row)
-        return Recorded(row)
+        return RequestLog.objects.create(**values)
     except DatabaseError:
         logger.exception("could not record request %s %s", request.method, request.path)
-        return Recorded(None)
+        return None
 
 
-def answer_of(request: HttpRequest, response: HttpResponseBase, *, size: int, body: bytes | None) -> tuple[Answer, str]:
-    """The answer a request got (a stream that failed after its 200: the failure's status), and its error code."""
-    failure = request.__dict__.get(_FAILURE_ATTR)
-    status, code = failure or (response.status_code, getattr(response, "error_code", ""))
-    return Answer(status=status, content_type=response.get("Content-Type", ""), size=size, body=body), code
-
-
-def recorded_when_finished(
-    content: Iterator[bytes], *, record: Callable[[int, bytes | None, float], Any], started: float, keep_body: bool
-) -> Iterator[bytes]:
+def recorded_when_finished(content: Iterator[bytes], *, record: Callable[[int], Any]) -> Iterator[bytes]:
     """Pass a streamed body through and record the request once it has been sent (or abandoned),
-    so its row has the whole duration, the bytes sent and the tokens the stream reported. The
-    bytes themselves are kept only when a write needs them (an idempotent answer to replay)."""
-    parts: list[bytes] = []
+    so its row has the whole duration, the bytes sent and the tokens the stream reported."""
     sent = 0
     try:
         for part in content:
             sent += len(part)
-            if keep_body:
-                parts.append(part)
             yield part
     finally:
         # A client that went away: the server closes the response, and Django closes its iterators
         # in the order they were set, the view's stream before this one. So the stream's own
         # ending (what it recorded, how it failed) is known when its log row is written
         # (tests/inference/test_stream_disconnect.py).
-        record(sent, b"".join(parts) if keep_body else None, (time.perf_counter() - started) * 1000)
+        record(sent)
+
+
+def elapsed_ms(request: HttpRequest) -> float:
+    return (time.perf_counter() - context_of(request).started) * 1000

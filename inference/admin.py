@@ -5,8 +5,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from inference.models import Generation, ModelVersion, Prediction, SentimentCall
+from inference.serializers import prediction_detail_representation
 from inference.services import ShapeChange, model_activate
 from project.admin_tools import ReadOnlyAdmin
+from project.json import dumps
 
 
 class ModelNameFilter(admin.SimpleListFilter):
@@ -36,6 +38,13 @@ class VersionFilter(admin.SimpleListFilter):
         return queryset.filter(version=int(value)) if value and value.isdigit() else queryset
 
 
+_ARRAYS = ("inputs", "outputs", "probabilities")
+
+
+def _shown(value: object) -> str:
+    return "-" if value is None else dumps(value).decode()
+
+
 @admin.register(Prediction)
 class PredictionAdmin(ReadOnlyAdmin):
     list_display = ("id", "created_at", "user", "model_name", "version", "n_rows", "latency_ms")
@@ -43,12 +52,30 @@ class PredictionAdmin(ReadOnlyAdmin):
     search_fields = ("=id", "=user__username", "=model_name")
     list_select_related = ("user",)
     ordering = ("-created_at", "-id")
-    readonly_fields = [f.name for f in Prediction._meta.fields]
+    # The batch columns are typed arrays (inference/storage.py): shown as the values they hold.
+    readonly_fields = [
+        *(f.name for f in Prediction._meta.fields if f.name not in _ARRAYS),
+        "shown_outputs",
+        "shown_probabilities",
+        "shown_inputs",
+    ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Prediction]:
         # A page of 50 batches must not load 50 batches: the big columns are read only by the
         # page of the one prediction that shows them.
-        return super().get_queryset(request).defer("inputs", "outputs", "probabilities")
+        return super().get_queryset(request).select_related("model_version").defer(*_ARRAYS)
+
+    @admin.display(description="outputs")
+    def shown_outputs(self, prediction: Prediction) -> str:
+        return _shown(prediction_detail_representation(prediction)["prediction"])
+
+    @admin.display(description="probabilities")
+    def shown_probabilities(self, prediction: Prediction) -> str:
+        return _shown(prediction_detail_representation(prediction)["probabilities"])
+
+    @admin.display(description="inputs")
+    def shown_inputs(self, prediction: Prediction) -> str:
+        return _shown(prediction_detail_representation(prediction)["inputs"])
 
 
 @admin.register(ModelVersion)

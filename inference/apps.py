@@ -6,6 +6,11 @@ class InferenceConfig(AppConfig):
     verbose_name = "Models and predictions"
 
     def ready(self) -> None:
+        from django.conf import settings
+
         from inference import signals
+        from inference.readiness import models_ready
+        from project.health import register_readiness_check
 
         signals.connect()
+        register_readiness_check("models", lambda: models_ready(default_model=settings.DEFAULT_MODEL))

@@ -4,10 +4,13 @@ Before the request runs, its key is claimed for the caller in one statement (the
 trip): a new key, an expired one, or a claim whose request was cut off (a worker killed mid-way,
 its lease over) is taken; otherwise the row says what to answer instead: the first answer again
 when it is done and the body is the same (`Idempotent-Replayed: true`), 409 while it is still
-running, 422 when the body differs. The answer is stored with the request's log row, in one
-commit (analytics.recording.WriteWithLog): on the prediction route that is the same commit as the
-prediction itself, so a prediction whose answer was lost is never made twice. A request that does
-not succeed gives its key back, so a retry runs it again.
+running, 422 when the body differs. A request that does not succeed gives its key back, so a
+retry runs it again.
+
+The answer is stored as soon as it is known: on the prediction route in the same statement and
+commit as the prediction itself (inference/fast_path.py), and only while the request still holds
+its key, so a prediction whose answer was lost is never made twice; on the other routes right
+after their own records, once the answer (or the stream) is complete.
 
 With STORE_TEXTS off, the answers of the text routes (which hold texts) are kept in the shared
 cache for the key's lifetime instead of the database; one the cache lost is run again.
@@ -15,14 +18,13 @@ cache for the key's lifetime instead of the database; one the cache lost is run 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import hmac
 import logging
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -30,16 +32,18 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.core.cache import cache
-from django.http import HttpResponse
+from django.db import connection
+from django.http import HttpResponse, HttpResponseBase
 from django.utils import timezone
 from rest_framework.request import Request
+from rest_framework.response import Response
 
-from accounts.ratelimits import STORE_ERRORS
-from analytics.recording import Answer, WriteWithLog, write_with_request_log
 from inference.models import IdempotencyRecord
-from project import db
+from project.cache import STORE_ERRORS
+from project.context import context_of
 from project.errors import AppError, InvalidInput, ServiceUnavailable
 from project.http import IDEMPOTENCY_KEY_HEADER as HEADER
+from project.json import dumps
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +104,7 @@ def _claim_or_find(
     now = timezone.now()
     token = secrets.token_hex(16)
     params = [user_id, key, fingerprint, token, now + lease, now, now + _lifetime(), cache_lost]
-    with db.prepared_cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(_CLAIM_SQL, params)
         row = cursor.fetchone()
     if row is not None:
@@ -132,44 +136,65 @@ def _replay(record: IdempotencyRecord) -> HttpResponse | None:
     return response
 
 
-def _settle(claim: Claim, answer: Answer) -> db.Statement:
-    """Store a successful answer for the key; give the key back after any other.
-
-    The answer is stored only while this request still holds the key (its token): if it ran so
-    long that a retry took the key meanwhile, nothing of the joint write is stored (on the
-    prediction route: not the prediction either), and the answer becomes a 503.
-    """
-    if not 200 <= answer.status < 300 or answer.body is None:
-        return _give_back_statement(claim)
-    body: bytes | None = answer.body
+def _store(claim: Claim, *, status: int, content_type: str, body: bytes) -> None:
+    """Keep a successful answer for the key (only while this request still holds it)."""
+    kept: bytes | None = body
     if claim.body_in_cache:
         try:
             cache.set(_cache_key(claim), body, timeout=int(_lifetime().total_seconds()))
         except STORE_ERRORS as exc:  # nowhere to keep it: the key is given back instead
             logger.warning("idempotent answer not kept: the cache is unavailable (%s)", exc.__class__.__name__)
-            return _give_back_statement(claim)
-        body = None
-    return db.Statement(
-        f"UPDATE {_TABLE} SET state = 'done', status = %s, content_type = %s, body = %s "  # noqa: S608
-        "WHERE id = %s AND token = %s RETURNING id",
-        [answer.status, answer.content_type[:100], body, claim.record_id, claim.token],
-        must_change_a_row=True,
+            _give_back(claim)
+            return
+        kept = None
+    stored = IdempotencyRecord.objects.filter(pk=claim.record_id, token=claim.token).update(
+        state=IdempotencyRecord.State.DONE, status=status, content_type=content_type[:100], body=kept
     )
-
-
-def _give_back_statement(claim: Claim) -> db.Statement:
-    return db.Statement(f"DELETE FROM {_TABLE} WHERE id = %s AND token = %s", [claim.record_id, claim.token])  # noqa: S608
-
-
-def _forget_cached_answer(claim: Claim) -> None:
-    """The joint write failed: an answer put in the cache for it points nowhere; drop it."""
-    if claim.body_in_cache:
-        with contextlib.suppress(*STORE_ERRORS):  # else it expires with the key's lifetime
-            cache.delete(_cache_key(claim))
+    if not stored:  # it ran past its lease and a retry took the key: that retry's answer stands
+        logger.warning("idempotency key %s was taken by a retry before its first request finished", claim.record_id)
 
 
 def _give_back(claim: Claim) -> None:
     IdempotencyRecord.objects.filter(pk=claim.record_id, token=claim.token).delete()
+
+
+def stored_with_write(claim: Claim) -> tuple[int, str]:
+    """For a route that stores the answer in its own write (the prediction route): the claim's
+    row and token, to update in that statement only if it still holds the key."""
+    return claim.record_id, claim.token
+
+
+def _settle_when_answered(request: Request, claim: Claim, response: HttpResponseBase) -> HttpResponseBase:
+    """Store the answer once it is complete (a stream: once it has been sent), or give the key back."""
+    context = context_of(request)
+    if not response.streaming:
+        body = dumps(response.data) if isinstance(response, Response) else response.content
+        if 200 <= response.status_code < 300:
+            _store(claim, status=response.status_code, content_type=_content_type(response), body=body)
+        else:
+            _give_back(claim)
+        return response
+
+    def kept_when_finished(content: Iterator[bytes]) -> Iterator[bytes]:
+        parts: list[bytes] = []
+        finished = False
+        try:
+            for part in content:
+                parts.append(part)
+                yield part
+            finished = True
+        finally:
+            if finished and context.failed_status is None and 200 <= response.status_code < 300:
+                _store(claim, status=response.status_code, content_type=_content_type(response), body=b"".join(parts))
+            else:
+                _give_back(claim)
+
+    response.streaming_content = kept_when_finished(response.streaming_content)
+    return response
+
+
+def _content_type(response: HttpResponseBase) -> str:
+    return "application/json" if isinstance(response, Response) else response.get("Content-Type", "")
 
 
 def _begin(request: Request, *, lease: timedelta, texts: bool) -> Claim | HttpResponse | None:
@@ -223,18 +248,16 @@ def idempotent(*, lease_setting: str | Callable[[], str], texts: bool = False) -
                 return handler(view, request, *args, **kwargs)
             if isinstance(claim, HttpResponse):
                 return claim
+            context = context_of(request)
+            context.idempotency_claim = claim
             try:
                 response = handler(view, request, *args, **kwargs)
             except BaseException:
                 _give_back(claim)
                 raise
-            settle = WriteWithLog(
-                functools.partial(_settle, claim), undo=functools.partial(_forget_cached_answer, claim)
-            )
-            if not write_with_request_log(request, settle):
-                logger.warning("idempotent answer not recorded: the request is not logged")
-                _give_back(claim)
-            return response
+            if context.idempotency_settled:  # stored with the request's own write
+                return response
+            return _settle_when_answered(request, claim, response)
 
         return run
 

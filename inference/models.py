@@ -58,9 +58,12 @@ class Prediction(models.Model):
     model_name = models.CharField(max_length=100)
     version = models.PositiveIntegerField()
     n_rows = models.PositiveIntegerField()
-    inputs = models.JSONField(null=True, blank=True, help_text="Input rows, when STORE_PREDICTION_INPUTS is on.")
-    outputs = models.JSONField()
-    probabilities = models.JSONField(null=True, blank=True)
+    # Typed arrays, not JSON (inference/storage.py): what the model read and wrote, compactly.
+    inputs = models.BinaryField(
+        null=True, blank=True, help_text="Input rows as float64, when STORE_PREDICTION_INPUTS is on."
+    )
+    outputs = models.BinaryField(help_text="Class indices (int16, or int32), or values (float64).")
+    probabilities = models.BinaryField(null=True, blank=True, help_text="float64, a row per input row.")
     outputs_head = models.JSONField(null=True, blank=True, help_text=f"The first {OUTPUTS_HEAD} outputs, for lists.")
     latency_ms = models.FloatField(help_text="Time spent in the model.")
     created_at = models.DateTimeField(default=timezone.now)

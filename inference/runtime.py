@@ -23,10 +23,6 @@ import joblib
 import numpy as np
 import sklearn
 from django.conf import settings
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
-from sklearn.naive_bayes import GaussianNB
-from sklearn.tree import DecisionTreeClassifier
 
 from project.errors import ModelUnavailable
 
@@ -39,22 +35,37 @@ def model_path(relative: str) -> Path:
 
 @dataclass(frozen=True)
 class PredictionResult:
-    predictions: list[Any]
+    predictions: list[Any]  # for the answer
     probabilities: list[dict[str, float]] | None
-    finite: bool = True  # False when any output is NaN or infinite (JSON and jsonb cannot hold it)
+    finite: bool = True  # False when any output is NaN or infinite (JSON cannot hold it)
+    # For storage (inference/storage.py): class indices (classifiers) or values (regressors),
+    # and the probability matrix.
+    indices: np.ndarray | None = None
+    values: np.ndarray | None = None
+    matrix: np.ndarray | None = None
 
 
 # Classifiers whose predict() can be read off predict_proba(), saving a second pass through the
 # model. Exactly these classes, not subclasses, which could override either method; the tests in
-# tests/inference check the equality on real data and on forced ties.
+# tests/inference check the equality on real data and on forced ties. Named, not imported: the
+# imports would load scikit-learn's trees and ensembles into every worker that never uses them.
 #
 # For trees and forests, predict() *is* classes_[argmax(predict_proba())] in scikit-learn's source.
-_PREDICT_IS_ARGMAX_OF_PROBA = frozenset((DecisionTreeClassifier, RandomForestClassifier))
+_PREDICT_IS_ARGMAX_OF_PROBA = frozenset(
+    ("sklearn.tree._classes.DecisionTreeClassifier", "sklearn.ensemble._forest.RandomForestClassifier")
+)
 # For these, predict() takes the argmax of scores (or their sign, for two classes) that
 # predict_proba() maps monotonically, but not strictly: two scores a hair apart can round to the
 # same probability, and argmax would then pick the first class where predict() picks the other.
 # So the argmax is used only where the top probability is unique; tied rows go through predict().
-_PREDICT_IS_ARGMAX_UNLESS_TIED = frozenset((LogisticRegression, GaussianNB))
+_PREDICT_IS_ARGMAX_UNLESS_TIED = frozenset(
+    ("sklearn.linear_model._logistic.LogisticRegression", "sklearn.naive_bayes.GaussianNB")
+)
+
+
+def _class_name(estimator: Any) -> str:
+    kind = type(estimator)
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 @dataclass(frozen=True)
@@ -83,28 +94,41 @@ class LoadedModel:
         matrix = None
         if self.classes is not None and hasattr(self.estimator, "predict_proba"):
             matrix = self.estimator.predict_proba(rows)
-        kind = type(self.estimator)
+        kind = _class_name(self.estimator)
+        indices = None
         if matrix is not None and kind in _PREDICT_IS_ARGMAX_OF_PROBA:
-            raw = self.estimator.classes_.take(np.argmax(matrix, axis=1))
+            indices = np.argmax(matrix, axis=1)
+            raw = self.estimator.classes_.take(indices)
         elif matrix is not None and kind in _PREDICT_IS_ARGMAX_UNLESS_TIED:
-            raw = self._argmax_unless_tied(rows, matrix)
+            indices, raw = self._argmax_unless_tied(rows, matrix)
         else:
             raw = self.estimator.predict(rows)
+            if self.classes is not None:
+                indices = np.searchsorted(self.estimator.classes_, raw)
         finite = not np.issubdtype(raw.dtype, np.floating) or bool(np.isfinite(raw).all())
         probabilities = None
         if matrix is not None:
             finite = finite and bool(np.isfinite(matrix).all())
             # map() builds a 1,000-row batch's dicts in about two thirds of a comprehension's time.
             probabilities = list(map(dict, map(zip, repeat(self.keys), matrix.tolist())))
-        return PredictionResult(predictions=raw.tolist(), probabilities=probabilities, finite=finite)
+        return PredictionResult(
+            predictions=raw.tolist(),
+            probabilities=probabilities,
+            finite=finite,
+            indices=indices,
+            values=raw if self.classes is None else None,
+            matrix=matrix,
+        )
 
-    def _argmax_unless_tied(self, rows: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-        raw = self.estimator.classes_.take(np.argmax(matrix, axis=1))
+    def _argmax_unless_tied(self, rows: np.ndarray, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        indices = np.argmax(matrix, axis=1)
+        raw = self.estimator.classes_.take(indices)
         top = matrix.max(axis=1, keepdims=True)
         tied = np.flatnonzero((matrix == top).sum(axis=1) > 1)
         if tied.size:  # rare: only these rows pay for the second pass
             raw[tied] = self.estimator.predict(rows[tied])
-        return raw
+            indices[tied] = np.searchsorted(self.estimator.classes_, raw[tied])
+        return indices, raw
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import re
 from typing import Any
 
-import orjson
 from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from inference import storage
 from inference.models import OUTPUTS_HEAD, ModelVersion, Prediction, model_name_validator
 from project.errors import PayloadTooLarge
 from project.fields import StrictCharField, StrictIntegerField
@@ -130,24 +129,31 @@ class ModelSerializer(serializers.ModelSerializer):
         return self.context["versions"].get(obj.name, [obj.version])
 
 
-class PredictionSerializer(serializers.ModelSerializer):
-    model = serializers.CharField(source="model_name")
-    prediction = serializers.JSONField(source="outputs")
-    rows = serializers.IntegerField(source="n_rows")
-    user = serializers.CharField(source="user.username", default=None)
+class PredictionSerializer(serializers.Serializer):
+    """The 201 of POST /predictions/ (written by inference/fast_path.py; this documents it)."""
 
-    class Meta:
-        model = Prediction
-        fields = ["id", "model", "version", "prediction", "probabilities", "rows", "user", "created_at"]
-        read_only_fields = fields
+    id = serializers.IntegerField()
+    model = serializers.CharField()
+    version = serializers.IntegerField()
+    prediction = serializers.ListField(child=serializers.JSONField(), help_text="One output per input row.")
+    probabilities = serializers.ListField(
+        child=serializers.DictField(child=serializers.FloatField()),
+        allow_null=True,
+        help_text="Per row, each class's probability (classifiers that have them; else null).",
+    )
+    rows = serializers.IntegerField()
+    user = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
 
 
 class PredictionDetailSerializer(PredictionSerializer):
     """GET /predictions/{id}/: the whole prediction. Documents prediction_detail_representation."""
 
-    class Meta(PredictionSerializer.Meta):
-        fields = [*PredictionSerializer.Meta.fields, "inputs"]
-        read_only_fields = fields
+    inputs = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField()),
+        allow_null=True,
+        help_text="The rows as the model read them (in feature order); null when STORE_PREDICTION_INPUTS is off.",
+    )
 
 
 class PredictionSummarySerializer(serializers.ModelSerializer):
@@ -171,48 +177,20 @@ class PredictionSummarySerializer(serializers.ModelSerializer):
 _DATETIME = serializers.DateTimeField()
 
 
-# An integer literal of 20 digits or more: jsonb writes a client's 1e20 as 100000000000000000000.
-_WIDE_INTEGER = re.compile(r"(?<![.\deE+-])-?\d{20,}(?![.\deE])")
-
-
-def _stored_json(text: str | None) -> orjson.Fragment | Any:
-    """A stored JSON column, as it goes out. Usually the text as it is: orjson embeds a Fragment
-    unparsed. jsonb keeps a double like 1.7976931348623157e308 as the exact decimal 179769…0,
-    which a client's parser could read as an integer of another value; such a column is parsed
-    (orjson reads integers wider than 64 bits as the doubles they were) and written again."""
-    if text is None:
-        return None
-    if _WIDE_INTEGER.search(text):
-        return orjson.loads(text)
-    return orjson.Fragment(text)
-
-
-def prediction_detail_representation(found: dict[str, Any]) -> dict[str, Any]:
-    """What PredictionDetailSerializer documents, from inference.selectors.prediction_get: the
-    batch columns go out as the JSON text the database holds (orjson embeds a Fragment as it is),
-    never decoded, so a 10,000-row batch costs about the size of its answer to read back."""
-    return {
-        "id": found["id"],
-        "model": found["model_name"],
-        "version": found["version"],
-        "prediction": _stored_json(found["outputs_json"]),
-        "probabilities": _stored_json(found["probabilities_json"]),
-        "rows": found["n_rows"],
-        "user": found["user__username"],
-        "created_at": _DATETIME.to_representation(found["created_at"]),
-        "inputs": _stored_json(found["inputs_json"]),
-    }
-
-
-def prediction_representation(prediction: Prediction) -> dict[str, Any]:
-    """What PredictionSerializer renders, without its per-call field machinery (the hot path)."""
+def prediction_detail_representation(prediction: Prediction) -> dict[str, Any]:
+    """What PredictionDetailSerializer documents: the stored arrays turned back into the values
+    the answer had (inference/storage.py). At most MAX_BATCH_ROWS rows, one numpy pass each."""
+    version = prediction.model_version
+    classes = version.classes if version.task == "classification" else None
+    probabilities = prediction.probabilities
     return {
         "id": prediction.pk,
         "model": prediction.model_name,
         "version": prediction.version,
-        "prediction": prediction.outputs,
-        "probabilities": prediction.probabilities,
+        "prediction": storage.decode_outputs(prediction.outputs, classes),
+        "probabilities": None if probabilities is None else storage.decode_probabilities(probabilities, classes),
         "rows": prediction.n_rows,
         "user": prediction.user.username if prediction.user_id else None,
         "created_at": _DATETIME.to_representation(prediction.created_at),
+        "inputs": None if prediction.inputs is None else storage.decode_matrix(prediction.inputs, version.n_features),
     }

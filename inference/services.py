@@ -1,26 +1,21 @@
-"""Writes: registering models and making predictions."""
+"""Writes: registering and activating models (predictions are made in inference/fast_path.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import io
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import joblib
-from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from inference import runtime
-from inference.features import rows_to_matrix
-from inference.models import OUTPUTS_HEAD, ModelVersion, Prediction, model_name_validator
+from inference.models import ModelVersion, model_name_validator
 from inference.selectors import model_version_get
-from project import db, freshness
-from project.errors import InvalidInput
+from project import freshness
 
 
 class RegistrationError(Exception):
@@ -135,53 +130,3 @@ def model_activate(*, name: str, version: int, allow_new_shape: bool = False) ->
             target.save(update_fields=["is_active"])
         freshness.bump(freshness.MODELS)
     return target
-
-
-def prediction_create(
-    *,
-    user: AbstractUser,
-    model_version: ModelVersion,
-    features: list[Any] | dict[str, Any] | None = None,
-    instances: list[Any] | None = None,
-    store: Callable[[Prediction], None] = db.insert,
-) -> Prediction:
-    """Run `model_version` on one row (`features`) or a batch (`instances`) and store the result.
-
-    `store` saves the row: by default it is committed before this returns; the view passes the
-    request log's (analytics.recording.store_with_request_log), which commits it with the
-    request's log row before the answer leaves. Either way a 201 has its prediction stored.
-    """
-    rows = [features] if instances is None else instances
-    matrix = rows_to_matrix(
-        rows,
-        n_features=model_version.n_features,
-        feature_names=model_version.feature_names,
-        field="instances" if instances is not None else "features",
-        single=instances is None,
-    )
-    loaded = runtime.load(
-        pk=model_version.pk, file=model_version.file, sha256=model_version.sha256, classes=model_version.classes
-    )
-    started = time.perf_counter()
-    result = loaded.predict(matrix)
-    latency_ms = (time.perf_counter() - started) * 1000
-    if not result.finite:
-        # e.g. features near 1e308 overflow the model's arithmetic: the inputs are out of range.
-        raise InvalidInput(
-            "The model's output is not a finite number for these inputs; are the features in range?",
-            details={"instances" if instances is not None else "features": ["values out of the model's range"]},
-        )
-    prediction = Prediction(
-        user=user,
-        model_version=model_version,
-        model_name=model_version.name,
-        version=model_version.version,
-        n_rows=len(rows),
-        inputs=rows if settings.STORE_PREDICTION_INPUTS else None,
-        outputs=result.predictions,
-        outputs_head=result.predictions[:OUTPUTS_HEAD],
-        probabilities=result.probabilities,
-        latency_ms=latency_ms,
-    )
-    store(prediction)
-    return prediction

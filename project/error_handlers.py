@@ -17,7 +17,6 @@ from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from accounts.throttles import undo_counted_ahead
 from project.errors import AppError, DatabaseUnavailable, PayloadTooLarge, error_body
 
 logger = logging.getLogger(__name__)
@@ -68,8 +67,6 @@ def _from_drf(exc: drf.APIException) -> tuple[int, str, str, dict[str, Any]]:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """DRF's EXCEPTION_HANDLER: every exception raised in a DRF view ends here."""
-    if (request := context.get("request")) is not None:
-        undo_counted_ahead(request)  # refused before its rate limit was checked: not charged
     headers: dict[str, str] = {}
     if isinstance(exc, AppError):
         status, code, message, details = exc.status_code, exc.code, exc.message, plain_details(exc.details)

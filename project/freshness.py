@@ -23,9 +23,9 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from django.conf import settings
-from django.core.cache import caches
 from django.db import transaction
-from django.http import HttpRequest
+
+from project.cache import STORE_ERRORS, shared_cache
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +33,6 @@ AUTH = "auth"  # API keys and users
 MODELS = "models"  # model versions
 SCOPES = (AUTH, MODELS)
 Stamps = dict[str, str | None]
-_REQUEST_ATTR = "freshness_stamps"
-_UNREAD = object()
 
 T = TypeVar("T")
 
@@ -44,13 +42,11 @@ def stamp_key(scope: str) -> str:
 
 
 def _cache() -> Any:
-    return caches[settings.RATELIMIT_USE_CACHE]
+    return shared_cache()
 
 
 def read_stamps() -> Stamps | None:
     """The current stamps, or None when the shared cache cannot be reached."""
-    from accounts.ratelimits import STORE_ERRORS  # the one list of "the store is down" errors
-
     try:
         found = _cache().get_many([stamp_key(scope) for scope in SCOPES])
         return with_missing_set({scope: found.get(stamp_key(scope)) for scope in SCOPES})
@@ -75,23 +71,6 @@ def with_missing_set(stamps: Stamps) -> Stamps:
     return {**stamps, **{scope: found.get(stamp_key(scope)) for scope in missing}}
 
 
-def stamps_for(request: HttpRequest | None) -> Stamps | None:
-    """The stamps as this request first saw them: read at most once per request."""
-    if request is None:
-        return read_stamps()
-    django_request = getattr(request, "_request", request)
-    stamps = django_request.__dict__.get(_REQUEST_ATTR, _UNREAD)
-    if stamps is _UNREAD:
-        stamps = read_stamps()
-        setattr(django_request, _REQUEST_ATTR, stamps)
-    return stamps
-
-
-def remember_stamps(request: HttpRequest, stamps: Stamps | None) -> None:
-    """Stamps read by someone else in this request's round trip (the rate-limit check)."""
-    setattr(getattr(request, "_request", request), _REQUEST_ATTR, stamps)
-
-
 def bump(scope: str) -> None:
     """Say that rows of `scope` changed: every copy loaded before this is stale.
 
@@ -104,8 +83,6 @@ def bump(scope: str) -> None:
 
 
 def _bump_now(scope: str) -> None:
-    from accounts.ratelimits import STORE_ERRORS
-
     try:
         _cache().set(stamp_key(scope), uuid.uuid4().hex, timeout=None)
     except STORE_ERRORS as exc:

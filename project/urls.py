@@ -1,10 +1,12 @@
-"""Where a request goes: the API under /api/v1/, operations, the admin, and the schema."""
+"""Where a request goes: the API under /api/v1/, operations, the admin, and the schema.
+
+Wiring only: every app is named by its URL module, never imported from here.
+"""
 
 from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from analytics.dashboard import dashboard
 from project import error_handlers as errors
 from project import health
 
@@ -21,7 +23,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
-    path("admin/analytics/dashboard/", admin.site.admin_view(dashboard), name="analytics-dashboard"),
+    path("admin/analytics/", include("analytics.admin_urls")),
     path("admin/", admin.site.urls),
     # Anything else under the API prefixes: a JSON 404, in DEBUG too (handler404 is not used then).
     re_path(r"^(api|v1)/", errors.not_found_view, name="not-found"),

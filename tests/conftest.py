@@ -21,8 +21,8 @@ from rest_framework.test import APIClient
 
 from accounts import ratelimits
 from accounts.tokens import RevocableRefreshToken
-from inference import runtime
-from project import db, freshness
+from inference import fast_path, runtime
+from project import freshness
 
 PASSWORD = "correct horse battery staple 42"
 
@@ -68,7 +68,7 @@ def _isolation() -> None:
     workers' in-process copies of rows never leak from one test into another."""
     runtime.forget_loaded_models()
     freshness.forget_all()
-    db.forget_reserved_ids()
+    fast_path.forget_reserved_ids()
     cache.clear()
     ratelimits._store_down_until = 0.0
 

@@ -73,9 +73,44 @@ TEMPLATES = [
 # No ATOMIC_REQUESTS: services open their own transactions, so a request's log row is
 # written even when the request fails.
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'dev.sqlite3'}")}
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+
+def postgresql_pool(database: dict) -> dict:
+    """PostgreSQL through a bounded pool per worker process (Django 5.2's psycopg pool).
+
+    A thread holds a connection only while it runs a request (CONN_MAX_AGE 0 gives it back at
+    the end), and at most DATABASE_POOL_MAX_SIZE are open per worker, checked before each use.
+    Mind PostgreSQL's max_connections: workers x DATABASE_POOL_MAX_SIZE + the other processes
+    (aggregator, housekeeping, psql) must stay under it; the defaults (2 per core, 8 each) leave
+    most of the default 100 free. Statements are bound on the server and, once one has run
+    DATABASE_PREPARE_THRESHOLD times on a connection, prepared there.
+    """
+    database["CONN_MAX_AGE"] = 0
+    database.setdefault("OPTIONS", {}).update(
+        {
+            "pool": {
+                "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
+                "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=8),
+                # How long a request waits for a free connection before it is a 503.
+                "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+                "max_idle": 300,
+                "max_lifetime": 3600,
+            },
+            "server_side_binding": True,
+            "prepare_threshold": env.int("DATABASE_PREPARE_THRESHOLD", default=2),
+        }
+    )
+    return database
+
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool("DATABASE_POOL", default=True):
+    postgresql_pool(DATABASES["default"])
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+# How long /readyz waits for a database connection before it says not ready.
+READINESS_TIMEOUT_SECONDS = env.float("READINESS_TIMEOUT_SECONDS", default=2.0)
 
 # --- Cache ----------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -181,7 +216,7 @@ REST_FRAMEWORK = {
     # The API key class first: a Bearer value that is a key must not reach the JWT class.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.ApiKeyAuthentication",
-        "accounts.authentication.JWTAuthentication",
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
     ],
     "DEFAULT_THROTTLE_CLASSES": ["accounts.throttles.UserRateThrottle"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -198,6 +233,7 @@ REST_FRAMEWORK = {
 # Rates are "count/period" with period s, m, h or d (optionally a multiple: "100/5m").
 RATE_LIMITS = {
     "default": env.str("RATE_LIMIT_DEFAULT", default="600/m"),  # per API key or user
+    "predictions": env.str("RATE_LIMIT_PREDICTIONS", default="600/m"),  # POST /predictions/, per key or user
     "generation": env.str("RATE_LIMIT_GENERATION", default="60/m"),  # the costly upstream routes
     "login-ip": env.str("RATE_LIMIT_LOGIN_IP", default="30/m"),  # token routes, per client address
 }
@@ -213,6 +249,7 @@ LOGIN_FAILURE_LIMITS = {
 # False answers 503 until it is back.
 RATE_LIMIT_FAIL_OPEN = env.bool("RATE_LIMIT_FAIL_OPEN", default=True)
 RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
+RATELIMIT_FAIL_OPEN = RATE_LIMIT_FAIL_OPEN  # django-ratelimit's own switch, for a count it could not read
 RATELIMIT_USE_CACHE = "default"
 
 SIMPLE_JWT = {

@@ -1,13 +1,14 @@
 """Tests: the real PostgreSQL and Redis, as in production."""
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import env, postgresql_pool
 
 SECRET_KEY = "test-only-key-long-enough-for-hmac-sha256-signing"  # noqa: S105
 DEBUG = False
 
-DATABASES = {"default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/mlserve")}
-DATABASES["default"]["CONN_MAX_AGE"] = 0
+# The pool, server-side binding and prepared statements, as in production.
+DATABASES = {"default": postgresql_pool(env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/mlserve"))}
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/15")
 CACHES = {

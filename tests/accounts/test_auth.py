@@ -123,20 +123,27 @@ def test_a_refresh_token_is_not_an_access_token(anon, alice):
 
 
 def test_a_deactivated_users_access_token_stops_working_on_the_next_request(client_for, alice):
-    """Saved as the admin saves it: the freshness stamp moves, and the worker's copy with it."""
+    """Saved as the admin saves it: the freshness stamp moves, and the prediction route's copy
+    with it; every other route reads the user on every request."""
     client = client_for(alice)
+    predict = {"features": [5.1, 3.5, 1.4, 0.2]}
+    assert client.post("/api/v1/predictions/", predict, format="json").status_code == 201
     assert client.get("/api/v1/models/").status_code == 200
     alice.is_active = False
     alice.save()
+    assert client.post("/api/v1/predictions/", predict, format="json").status_code == 401
     assert client.get("/api/v1/models/").status_code == 401
 
 
 def test_a_deactivation_no_signal_hears_of_holds_within_the_freshness_bound(client_for, alice, settings):
-    """A bulk UPDATE (a shell, a script) moves no stamp: FRESHNESS_MAX_AGE_SECONDS bounds it."""
+    """A bulk UPDATE (a shell, a script) moves no stamp: FRESHNESS_MAX_AGE_SECONDS bounds how long
+    the prediction route's copy of the user may be used; the other routes see it at once."""
     settings.FRESHNESS_MAX_AGE_SECONDS = 1.0
     client = client_for(alice)
-    assert client.get("/api/v1/models/").status_code == 200
+    predict = {"features": [5.1, 3.5, 1.4, 0.2]}
+    assert client.post("/api/v1/predictions/", predict, format="json").status_code == 201
     get_user_model().objects.filter(pk=alice.pk).update(is_active=False)
-    assert client.get("/api/v1/models/").status_code == 200  # the worker's copy, for now
+    assert client.post("/api/v1/predictions/", predict, format="json").status_code == 201  # the copy, for now
+    assert client.get("/api/v1/models/").status_code == 401  # read from the database
     time.sleep(1.05)
-    assert client.get("/api/v1/models/").status_code == 401
+    assert client.post("/api/v1/predictions/", predict, format="json").status_code == 401

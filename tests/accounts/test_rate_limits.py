@@ -91,13 +91,45 @@ def test_refused_requests_use_no_quota(client_for, alice, staff, anon, rates):
 
 def test_requests_refused_after_the_limit_is_checked_are_charged(alice, anon, rates):
     """Bad input (400) and unknown objects (404) got past the limit: they count, as ever."""
-    rates(default="5/d")
+    rates(default="5/d", predictions="5/d")
     created = api_key_create(user=alice, name="careless", created_by=None)
     anon.credentials(HTTP_X_API_KEY=created.key)
     assert anon.get(MODELS)["X-RateLimit-Remaining"] == "4"
-    assert anon.post("/api/v1/predictions/", {"features": [1, 2]}, format="json").status_code == 400
     assert anon.get("/api/v1/predictions/999999999/").status_code == 404
-    assert anon.get(MODELS)["X-RateLimit-Remaining"] == "1"
+    assert anon.get(MODELS)["X-RateLimit-Remaining"] == "2"
+    bad = anon.post("/api/v1/predictions/", {"features": [1, 2]}, format="json")
+    assert (bad.status_code, bad["X-RateLimit-Remaining"]) == (400, "4")
+    assert anon.post("/api/v1/predictions/", {"features": IRIS_ROW}, format="json")["X-RateLimit-Remaining"] == "3"
+
+
+def test_the_prediction_route_refuses_what_authentication_refuses_without_charging(alice, anon, rates):
+    """It counts in the round trip that reads the stamps, before the key is checked: a refused
+    key's count is taken back."""
+    rates(predictions="3/d")
+    created = api_key_create(user=alice, name="soon revoked", created_by=None)
+    anon.credentials(HTTP_X_API_KEY=created.key)
+    assert anon.post("/api/v1/predictions/", {"features": IRIS_ROW}, format="json")["X-RateLimit-Remaining"] == "2"
+    alice.is_active = False
+    alice.save()
+    refused = [anon.post("/api/v1/predictions/", {"features": IRIS_ROW}, format="json") for _ in range(3)]
+    assert [response.status_code for response in refused] == [401] * 3
+    alice.is_active = True
+    alice.save()
+    assert anon.post("/api/v1/predictions/", {"features": IRIS_ROW}, format="json")["X-RateLimit-Remaining"] == "1"
+
+
+def test_a_changed_key_rate_is_counted_at_once_on_the_prediction_route(alice, anon, rates):
+    """The worker's copy of the key counts ahead at the rate it knew; a changed rate is taken back
+    and counted again at the new one."""
+    rates(predictions="9/d")
+    created = api_key_create(user=alice, name="changing", created_by=None, rate="3/d")
+    anon.credentials(HTTP_X_API_KEY=created.key)
+    body = {"features": IRIS_ROW}
+    assert anon.post("/api/v1/predictions/", body, format="json")["X-RateLimit-Remaining"] == "2"
+    for rate, remaining in (("5/d", "4"), ("3/d", "1")):
+        created.api_key.rate = rate
+        created.api_key.save()
+        assert anon.post("/api/v1/predictions/", body, format="json")["X-RateLimit-Remaining"] == remaining
 
 
 def test_a_changed_key_rate_counts_each_request_once(alice, anon, rates):
@@ -114,11 +146,13 @@ def test_a_changed_key_rate_counts_each_request_once(alice, anon, rates):
 
 
 def test_groups_count_separately(client_for, alice, rates):
-    """Predictions and the model list share the default group; the token route has its own."""
-    rates(default="2/d")
+    """Making predictions has its own group; the other routes share the default one."""
+    rates(default="2/d", predictions="1/d")
     client = client_for(alice)
     client.get(MODELS)
-    client.post("/api/v1/predictions/", {"features": IRIS_ROW}, format="json")
+    assert client.post("/api/v1/predictions/", {"features": IRIS_ROW}, format="json").status_code == 201
+    assert client.post("/api/v1/predictions/", {"features": IRIS_ROW}, format="json").status_code == 429
+    client.get("/api/v1/predictions/")  # listing them is the default group's
     assert client.get(MODELS).status_code == 429
 
 

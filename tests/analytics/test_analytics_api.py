@@ -18,8 +18,8 @@ from analytics import aggregation, selectors
 from analytics.aggregation import endpoint_label, usage_aggregate
 from analytics.histogram import RELATIVE_ERROR
 from analytics.models import AggregationState, RequestLog, UsageRollup
-from analytics.seeding import usage_seed
 from analytics.selectors import Period
+from inference.seeding import usage_seed
 
 SUMMARY = "/api/v1/analytics/summary/"
 USAGE = "/api/v1/analytics/usage/"

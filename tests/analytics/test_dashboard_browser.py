@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from analytics.aggregation import usage_aggregate
-from analytics.seeding import usage_seed
+from inference.seeding import usage_seed
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 

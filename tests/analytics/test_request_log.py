@@ -9,7 +9,7 @@ import pytest
 from django.db import connection, connections, transaction
 from rest_framework.test import APIClient
 
-import inference.services
+import inference.fast_path
 from analytics.models import RequestLog
 from inference.models import ModelVersion, Prediction
 from tests.conftest import PASSWORD
@@ -199,10 +199,10 @@ def test_a_415_is_recorded(client):
 
 @pytest.mark.django_db
 def test_a_500_is_recorded(client, alice, monkeypatch):
-    def explode(**kwargs):
+    def explode(*args, **kwargs):
         raise RuntimeError("the model runtime fell over")
 
-    monkeypatch.setattr(inference.services, "prediction_create", explode)
+    monkeypatch.setattr(inference.fast_path, "prediction_create", explode)
     response = client.post(PREDICTIONS, IRIS_ROW, format="json")
     assert response.status_code == 500
     row = only_row(response)
@@ -288,7 +288,8 @@ def committed_rows(request_id: str) -> list[tuple]:
         other.close()
 
 
-def write_then_fail(*, user, **kwargs):
+def write_then_fail(request):
+    user = request.user
     with transaction.atomic():
         version = ModelVersion.objects.get(name="iris", is_active=True)
         Prediction.objects.create(
@@ -297,13 +298,13 @@ def write_then_fail(*, user, **kwargs):
             model_name=version.name,
             version=version.version,
             n_rows=1,
-            outputs=[0],
+            outputs=b"\x00\x00",
             latency_ms=0.1,
         )
         raise RuntimeError("failed after writing")
 
 
-def database_error_in_a_transaction(*, user, **kwargs):
+def database_error_in_a_transaction(request):
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT 1 / 0")
 
@@ -314,7 +315,7 @@ def database_error_in_a_transaction(*, user, **kwargs):
 def test_the_row_of_a_request_that_fails_in_a_transaction_is_committed(
     keep_demo_models, transactional_db, committed_demo_models, client, monkeypatch, failure
 ):
-    monkeypatch.setattr(inference.services, "prediction_create", failure)
+    monkeypatch.setattr(inference.fast_path, "prediction_create", failure)
     response = client.post(PREDICTIONS, IRIS_ROW, format="json")
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "internal_error"

@@ -22,7 +22,6 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import OperationalError, connection
 from django.test import override_settings
-from django.test.utils import CaptureQueriesContext
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
@@ -32,11 +31,13 @@ from sklearn.tree import DecisionTreeClassifier
 from accounts.services import api_key_create, api_key_revoke
 from accounts.tokens import RevocableRefreshToken
 from analytics.models import RequestLog
+from inference import storage
 from inference.models import Prediction
 from inference.runtime import LoadedModel
-from project import db, freshness
+from project import freshness
 from project.errors import ModelUnavailable
 from tests.inference.helpers import IRIS_ROW, register_tree
+from tests.inference.test_prediction_read_back import statements
 
 PREDICTIONS = "/api/v1/predictions/"
 DOWN_CACHE = {
@@ -64,7 +65,7 @@ def _count_redis_round_trips(monkeypatch) -> list[bytes]:
 @pytest.mark.parametrize("credential", ["api_key", "jwt"])
 def test_a_prediction_is_one_statement_and_one_redis_round_trip(client_for, anon, alice, monkeypatch, rows, credential):
     """No row is read (key, user and model version are the worker's current copies); the
-    prediction and its log row go in one INSERT; the rate-limit count brings the stamps."""
+    prediction and its log row go in one statement; the rate-limit count brings the stamps."""
     if credential == "api_key":
         client = anon
         client.credentials(HTTP_X_API_KEY=api_key_create(user=alice, name="hot", created_by=None).key)
@@ -73,15 +74,58 @@ def test_a_prediction_is_one_statement_and_one_redis_round_trip(client_for, anon
     body = {"instances": [IRIS_ROW] * rows}
     assert client.post(PREDICTIONS, body, format="json").status_code == 201  # copies loaded, ids reserved
     sends = _count_redis_round_trips(monkeypatch)
-    with CaptureQueriesContext(connection) as queries:
+    with statements() as run:
         response = client.post(PREDICTIONS, body, format="json")
     assert response.status_code == 201
-    assert len(queries) == 1, [q["sql"][:80] for q in queries]
-    sql = queries[0]["sql"]
-    assert sql.startswith('WITH w0 AS (INSERT INTO "inference_prediction"')
-    assert 'INSERT INTO "analytics_requestlog"' in sql
+    assert len(run) == 1, [sql[:80] for sql in run]
+    (sql,) = run
+    assert sql.startswith("WITH item AS (SELECT * FROM unnest(")
+    assert "INSERT INTO inference_prediction" in sql and "INSERT INTO analytics_requestlog" in sql
     assert len(sends) == 1
     assert response["X-RateLimit-Remaining"]
+
+
+def test_every_other_route_uses_the_stock_parts():
+    """Only creating a prediction has its own authentication and throttle; every other API view
+    runs on simplejwt's JWTAuthentication, the API-key class and the django-ratelimit throttle."""
+    from django.urls import get_resolver
+    from rest_framework.settings import api_settings
+    from rest_framework.views import APIView
+
+    from inference import fast_path
+
+    stock_auth = {cls.__name__ for cls in api_settings.DEFAULT_AUTHENTICATION_CLASSES}
+    assert stock_auth == {"ApiKeyAuthentication", "JWTAuthentication"}
+    seen = 0
+    for pattern in _patterns(get_resolver()):
+        view = getattr(pattern.callback, "cls", None)
+        if view is None or not issubclass(view, APIView):
+            continue
+        actions = getattr(pattern.callback, "actions", None) or {}
+        for method in ("get", "post", "put", "delete"):
+            instance = view(**getattr(pattern.callback, "initkwargs", {}))
+            instance.action_map = actions
+            instance.request = type("Request", (), {"method": method.upper()})()
+            if actions and method not in actions:
+                continue
+            authenticators = {type(a) for a in instance.get_authenticators()}
+            throttles = {type(t) for t in instance.get_throttles()}
+            if view.__name__ == "PredictionViewSet" and actions.get(method) == "create":
+                assert authenticators == {fast_path.PredictionAuthentication}
+                assert throttles == {fast_path.PredictionThrottle}
+            else:
+                assert fast_path.PredictionAuthentication not in authenticators, (view, method)
+                assert fast_path.PredictionThrottle not in throttles, (view, method)
+            seen += 1
+    assert seen > 20
+
+
+def _patterns(resolver):
+    for pattern in resolver.url_patterns:
+        if hasattr(pattern, "url_patterns"):
+            yield from _patterns(pattern)
+        else:
+            yield pattern
 
 
 def test_the_row_is_committed_with_its_log_row_and_read_back_the_same(client_for, alice):
@@ -89,28 +133,31 @@ def test_the_row_is_committed_with_its_log_row_and_read_back_the_same(client_for
     response = client.post(PREDICTIONS, {"features": IRIS_ROW}, format="json")
     created = response.json()
     stored = Prediction.objects.get(pk=created["id"])
-    assert stored.outputs == created["prediction"]
+    assert storage.decode_outputs(stored.outputs, [0, 1, 2]) == created["prediction"]
+    assert storage.decode_probabilities(stored.probabilities, [0, 1, 2]) == created["probabilities"]
     log = RequestLog.objects.get(request_id=uuid.UUID(response["X-Request-ID"]))
     assert (log.status, log.model, log.rows, log.response_bytes) == (201, "iris", 1, len(response.content))
 
 
-def test_a_batch_is_stored_with_lz4_and_read_back_the_same(client_for, alice):
-    """The batch columns are compressed with lz4 (faster to write than pglz; see migration
-    0003); what the client sent and got is what the row gives back."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'")
-        if "lz4" not in cursor.fetchone()[0]:
-            pytest.skip("this PostgreSQL server was built without lz4; the migration leaves pglz")
+def test_a_batch_is_stored_as_typed_arrays_and_read_back_the_same(client_for, alice):
+    """Inputs and probabilities as float64, outputs as int16 class indices, stored uncompressed;
+    what the client sent and got is what the row gives back."""
     client = client_for(alice)
-    rows = [[round(5 + i / 1000, 3), 3.5, 1.4, 0.2] for i in range(1000)]
+    rng = np.random.default_rng(1)
+    rows = rng.uniform(0, 8, size=(1000, 4)).tolist()
     created = client.post(PREDICTIONS, {"instances": rows}, format="json").json()
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT pg_column_compression(inputs), pg_column_compression(outputs),"
-            " pg_column_compression(probabilities) FROM inference_prediction WHERE id = %s",
+            "SELECT octet_length(inputs), octet_length(outputs), octet_length(probabilities) "
+            "FROM inference_prediction WHERE id = %s",
             [created["id"]],
         )
-        assert cursor.fetchone() == ("lz4", "lz4", "lz4")
+        assert cursor.fetchone() == (1000 * 4 * 8, 1000 * 2, 1000 * 3 * 8)
+        cursor.execute(
+            "SELECT attname, attstorage FROM pg_attribute WHERE attrelid = 'inference_prediction'::regclass "
+            "AND attname IN ('inputs', 'outputs', 'probabilities')"
+        )
+        assert dict(cursor.fetchall()) == {"inputs": "e", "outputs": "e", "probabilities": "e"}  # no compression
     stored = client.get(f"{PREDICTIONS}{created['id']}/").json()
     assert stored["inputs"] == rows
     assert stored["prediction"] == created["prediction"]
@@ -118,13 +165,15 @@ def test_a_batch_is_stored_with_lz4_and_read_back_the_same(client_for, alice):
 
 
 def test_when_the_write_fails_the_answer_is_503_not_201(client_for, alice, monkeypatch):
+    from inference import fast_path
+
     client = client_for(alice)
     before = Prediction.objects.count()
 
-    def failing(statements, then):
+    def failing(group):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(db, "insert_after", failing)
+    monkeypatch.setattr(fast_path, "_insert_group", failing)
     response = client.post(PREDICTIONS, {"features": IRIS_ROW}, format="json")
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "database_unavailable"
@@ -222,11 +271,12 @@ def test_a_deactivated_user_is_refused_by_every_worker(gunicorn_server, alice):
         (bob, lambda u: get_user_model().objects.filter(pk=u.pk).update(is_active=False)),
     ):
         headers = {"Authorization": f"Bearer {RevocableRefreshToken.for_user(user).access_token}"}
-        assert {r.status_code for r in _burst(f"{base_url}/api/v1/models/", headers=headers)} == {200}
+        predict = {"features": IRIS_ROW}
+        assert {r.status_code for r in _burst(f"{base_url}{PREDICTIONS}", headers=headers, json=predict)} == {201}
         deactivate(user)
         if user is bob:
             time.sleep(1.2)
-        assert {r.status_code for r in _burst(f"{base_url}/api/v1/models/", headers=headers)} == {401}
+        assert {r.status_code for r in _burst(f"{base_url}{PREDICTIONS}", headers=headers, json=predict)} == {401}
 
 
 def test_every_201_has_its_rows_committed_across_workers(gunicorn_server, alice):

@@ -38,7 +38,8 @@ def _listed(client, answer):
 
 
 def test_huge_and_tiny_inputs_read_back_as_sent(client_for, alice, staff):
-    """jsonb keeps 1e20 as the exact numeric 100000000000000000000: it must still read back."""
+    """The largest and smallest doubles a row may hold, and 1e20 (which jsonb kept as the exact
+    numeric 100000000000000000000, an integer too wide to render), read back as they were sent."""
     register_tree("extremes")
     rows = [
         [1e20, 1, 1, 1],
@@ -47,7 +48,8 @@ def test_huge_and_tiny_inputs_read_back_as_sent(client_for, alice, staff):
     ]
     client = client_for(alice)
     answer = client.post(PREDICTIONS, {"model": "extremes", "instances": rows}, format="json").json()
-    assert _read_back(client, answer)["inputs"] == rows
+    # As the model read them: doubles (12345678901234567890 is the double nearest it).
+    assert _read_back(client, answer)["inputs"] == [[float(value) for value in row] for row in rows]
     assert _listed(client, answer)["first_outputs"] == answer["prediction"]
     assert _listed(client_for(staff), answer)["first_outputs"] == answer["prediction"]
 

@@ -7,6 +7,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from inference import storage
 from inference.models import Prediction
 from tests.inference.helpers import IRIS_NAMED, IRIS_ROW, register_tree
 
@@ -35,8 +36,8 @@ def test_one_row_by_list(client_for, alice):
 
     stored = Prediction.objects.get(pk=body["id"])
     assert stored.user == alice
-    assert stored.outputs == [0]
-    assert stored.inputs == [IRIS_ROW]
+    assert storage.decode_outputs(stored.outputs, [0, 1, 2]) == [0]
+    assert storage.decode_matrix(stored.inputs, 4) == [IRIS_ROW]
 
 
 def test_one_row_by_feature_name_matches_the_list_form(client_for, alice):
@@ -95,9 +96,9 @@ def test_the_prediction_is_committed_before_the_201(client_for, alice, committed
         host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"], password=db["PASSWORD"] or None
     ) as other:
         row = other.execute(
-            "SELECT outputs FROM inference_prediction WHERE id = %s", [response.json()["id"]]
+            "SELECT outputs, outputs_head FROM inference_prediction WHERE id = %s", [response.json()["id"]]
         ).fetchone()
-    assert row == ([0],)
+    assert row == (b"\x00\x00", [0])  # class index 0 as int16, and the first outputs
 
 
 # --- bad input ---------------------------------------------------------------------

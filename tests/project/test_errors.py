@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-import inference.services
+import inference.fast_path
 import project.health
 from tests.conftest import PASSWORD
 
@@ -270,10 +270,10 @@ def test_an_unacceptable_accept_header_is_answered_in_the_error_shape(client):
 
 
 def test_an_unhandled_exception_in_a_view_is_a_500_without_a_traceback(client, monkeypatch):
-    def explode(**kwargs):
+    def explode(*args, **kwargs):
         raise RuntimeError("secret internals /srv/mlserve/db-password=hunter2")
 
-    monkeypatch.setattr(inference.services, "prediction_create", explode)
+    monkeypatch.setattr(inference.fast_path, "prediction_create", explode)
     response = client.post(PREDICTIONS, IRIS_ROW, format="json")
     error = assert_error(response, 500, "internal_error")
     assert "RuntimeError" not in response.content.decode()
@@ -285,7 +285,7 @@ def test_an_unhandled_exception_outside_drf_is_a_json_500(monkeypatch):
     def explode(**kwargs):
         raise RuntimeError("secret internals hunter2")
 
-    monkeypatch.setattr(project.health, "models_ready", explode)
+    monkeypatch.setitem(project.health._app_checks, "models", explode)
     client = Client(raise_request_exception=False)
     response = client.get("/readyz")
     assert_error(response, 500, "internal_error")

@@ -3,7 +3,7 @@ import time
 from django.core.management.base import BaseCommand
 
 from analytics.aggregation import usage_aggregate
-from analytics.seeding import usage_seed
+from inference.seeding import usage_seed
 
 
 class Command(BaseCommand):

@@ -134,7 +134,12 @@ _LOG_COLUMNS = (
     "auth_method, api_key_id, client_ip, user_agent, request_bytes, response_bytes, model, rows, "
     "prompt_tokens, completion_tokens"
 )
-_PREDICTION_COLUMNS = "user_id, model_version_id, model_name, version, n_rows, outputs, latency_ms, created_at"
+_PREDICTION_COLUMNS = (
+    "user_id, model_version_id, model_name, version, n_rows, outputs, outputs_head, latency_ms, created_at"
+)
+# A synthetic first output per prediction (class 0, or 0.0), as the typed arrays store it
+# (inference/storage.py), written as COPY text writes bytea.
+_SEED_OUTPUT = {"iris": "\\\\x0000", "diabetes": "\\\\x0000000000000000"}
 
 
 def usage_seed(*, rows: int, days: float, seed: int = 7, chunk: int = 200_000) -> SeedResult:
@@ -201,6 +206,7 @@ def _lines(data: dict[str, np.ndarray], chunk_start: datetime, versions: dict[st
         model[mask],
         version_no[pick][mask].astype(str),
         data["rows"][mask].astype(str),
+        np.array([_SEED_OUTPUT[name] for name in model[mask]], dtype=object).astype(str),
         np.full(int(mask.sum()), "[0]"),
         np.char.mod("%.3f", data["latency"][mask] / 3),
         created[mask],
@@ -258,9 +264,10 @@ def _bulk(data: dict[str, np.ndarray], chunk_start: datetime, versions: dict[str
                 model_name=f[2],
                 version=int(f[3]),
                 n_rows=int(f[4]),
-                outputs=[0],
-                latency_ms=float(f[6]),
-                created_at=datetime.fromisoformat(f[7]),
+                outputs=bytes.fromhex(f[5].removeprefix("\\\\x")),
+                outputs_head=[0],
+                latency_ms=float(f[7]),
+                created_at=datetime.fromisoformat(f[8]),
             )
         )
     with transaction.atomic():
