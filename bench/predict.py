@@ -179,7 +179,13 @@ def main() -> None:
     load = wrk if shutil.which("wrk") else python_load
     print(f"load average (1, 5, 15 min) at the start: {os.getloadavg()}")
     print(f"load generator: {'wrk' if load is wrk else 'Python threads (wrk not found: apt-get install wrk)'}")
-    env = service_env(DATABASE_URL, REDIS_URL, WEB_CONCURRENCY=str(WORKERS), RATE_LIMIT_DEFAULT="100000000/m")
+    env = service_env(
+        DATABASE_URL,
+        REDIS_URL,
+        WEB_CONCURRENCY=str(WORKERS),
+        RATE_LIMIT_DEFAULT="100000000/m",
+        RATE_LIMIT_PREDICTIONS="100000000/m",
+    )
     fresh_database(DATABASE_URL)
     manage(env, "migrate", "--noinput")
     manage(env, "train_demo_models")

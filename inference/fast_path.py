@@ -24,7 +24,6 @@ ORM, one request at a time.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import threading
@@ -39,7 +38,6 @@ from django.db import connection, transaction
 from django.http import HttpResponse
 from django.utils import timezone
 from django_redis import get_redis_connection
-from psycopg.types.json import Jsonb
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
@@ -64,6 +62,7 @@ from inference.serializers import ModelTargetSerializer, PredictionCreateSeriali
 from project import freshness
 from project.cache import STORE_ERRORS, shared_cache
 from project.context import RateUsage, context_of
+from project.db import release_connection
 from project.errors import DatabaseUnavailable, InvalidInput, NotFound
 from project.json import dumps
 
@@ -74,42 +73,20 @@ _EXPIRATION_FUDGE = 5  # seconds a counter outlives its window, as django-rateli
 
 # --- the worker's copies -----------------------------------------------------------------------
 
-_keys: freshness.ProcessCache[tuple[freshness.Row, freshness.Row] | None] = freshness.ProcessCache(freshness.AUTH)
-_users: freshness.ProcessCache[freshness.Row | None] = freshness.ProcessCache(freshness.AUTH)
-_model_versions: freshness.ProcessCache[freshness.Row | None] = freshness.ProcessCache(freshness.MODELS)
+# Instances, built once per load and shared by the requests that use them: nothing on this route
+# changes them (but last_used_at, which the copy should remember anyway).
+_keys: freshness.ProcessCache[ApiKey | None] = freshness.ProcessCache(freshness.AUTH)
+_users: freshness.ProcessCache[Any] = freshness.ProcessCache(freshness.AUTH)
+_model_versions: freshness.ProcessCache[ModelVersion | None] = freshness.ProcessCache(freshness.MODELS)
 
 
 def _key_copy(prefix: str, stamps: freshness.Stamps | None) -> ApiKey | None:
-    def load() -> tuple[freshness.Row, freshness.Row] | None:
-        found = ApiKey.objects.select_related("user").filter(prefix=prefix).first()
-        return None if found is None else (freshness.row_of(found), freshness.row_of(found.user))
-
     # Unknown prefixes are remembered too, so a stream of made-up keys costs no queries.
-    rows = _keys.get(prefix, stamps, load)
-    return None if rows is None else _key_of(rows)
-
-
-def _key_of(rows: tuple[freshness.Row, freshness.Row]) -> ApiKey:
-    api_key: ApiKey = freshness.instance_of(ApiKey, rows[0])
-    api_key.user = freshness.instance_of(get_user_model(), rows[1])
-    return api_key
-
-
-def _last_seen_key(prefix: str) -> ApiKey | None:
-    """This worker's copy, current or not: enough to guess the rate to count against."""
-    rows = _keys.peek(prefix)
-    return None if rows is None else _key_of(rows)
+    return _keys.get(prefix, stamps, lambda: ApiKey.objects.select_related("user").filter(prefix=prefix).first())
 
 
 def _user_copy(pk: Any, stamps: freshness.Stamps | None) -> Any:
-    user_model = get_user_model()
-
-    def load() -> freshness.Row | None:
-        found = user_model.objects.filter(pk=pk).first()
-        return None if found is None else freshness.row_of(found)
-
-    row = _users.get(pk, stamps, load)
-    return None if row is None else freshness.instance_of(user_model, row)
+    return _users.get(pk, stamps, lambda: get_user_model().objects.filter(pk=pk).first())
 
 
 def model_version_current(*, name: str, version: int | None, stamps: freshness.Stamps | None) -> ModelVersion:
@@ -118,16 +95,14 @@ def model_version_current(*, name: str, version: int | None, stamps: freshness.S
     if not MODEL_NAME.match(name):
         return model_version_get(name=name, version=version)  # raises NotFound, with the reason
 
-    def load() -> freshness.Row | None:
+    def load() -> ModelVersion | None:
         try:
-            return freshness.row_of(model_version_get(name=name, version=version))
+            return model_version_get(name=name, version=version)
         except NotFound:
             return None
 
-    row = _model_versions.get((name, version), stamps, load)
-    if row is None:
-        return model_version_get(name=name, version=version)  # the reason, from the database
-    return freshness.instance_of(ModelVersion, row)
+    found = _model_versions.get((name, version), stamps, load)
+    return found if found is not None else model_version_get(name=name, version=version)  # the reason
 
 
 # --- one round trip: the count and the stamps -----------------------------------------------------
@@ -222,7 +197,7 @@ class PredictionAuthentication(BaseAuthentication):
         prefix = key_prefix(key)
         if prefix is None:
             raise AuthenticationFailed("Invalid API key.")
-        rate = subject_rate(GROUP, _last_seen_key(prefix))
+        rate = subject_rate(GROUP, _keys.peek(prefix))  # the copy, current or not: its rate to count at
         counted = self._counted(request, who=f"key:{prefix}", rate=rate)
         try:
             now = timezone.now()
@@ -233,8 +208,7 @@ class PredictionAuthentication(BaseAuthentication):
         except AuthenticationFailed:
             _take_back(counted)
             raise
-        if api_key_mark_used(api_key=api_key, now=now):  # at most once a minute: the copy says so too
-            _keys.update(prefix, functools.partial(_set_last_used, when=now))
+        api_key_mark_used(api_key=api_key, now=now)  # at most once a minute (the shared copy remembers)
         return api_key.user, api_key
 
     def _by_jwt(self, request: Request, raw: bytes) -> tuple[Any, Any]:
@@ -262,12 +236,6 @@ class PredictionAuthentication(BaseAuthentication):
 _JWT = JWTAuthentication()
 
 
-def _set_last_used(rows: tuple[freshness.Row, freshness.Row] | None, *, when: Any) -> None:
-    if rows is not None:
-        names, values = rows[0]
-        values[names.index("last_used_at")] = when
-
-
 class PredictionThrottle(BaseThrottle):
     """The count PredictionAuthentication made; nothing more to ask Redis."""
 
@@ -293,17 +261,14 @@ def prediction_create(request: Request) -> HttpResponse:
     (and its Idempotency-Key's answer) in one commit, and answer 201."""
     context = context_of(request)
     # The model first, so that a request refused for its rows still counts against its model.
-    target = ModelTargetSerializer(data=request.data)
-    target.is_valid(raise_exception=True)
+    data = request.data
+    target = _TARGET.run_validation(data)
     model_version = model_version_current(
-        name=target.validated_data.get("model") or settings.DEFAULT_MODEL,
-        version=target.validated_data.get("version"),
-        stamps=context.stamps,
+        name=target.get("model") or settings.DEFAULT_MODEL, version=target.get("version"), stamps=context.stamps
     )
     note_usage(request, model=model_version.name)
-    params = PredictionCreateSerializer(data=request.data)
-    params.is_valid(raise_exception=True)
-    features, instances = params.validated_data.get("features"), params.validated_data.get("instances")
+    params = _BODY.run_validation(data)
+    features, instances = params.get("features"), params.get("instances")
     rows = [features] if instances is None else instances
     field_name = "features" if instances is None else "instances"
     matrix = rows_to_matrix(
@@ -366,6 +331,12 @@ def prediction_create(request: Request) -> HttpResponse:
     return HttpResponse(body, status=201, content_type="application/json")
 
 
+# The input serializers' own fields, messages and rules, from one instance each: DRF would deep-copy
+# every field of a new serializer on each request. run_validation keeps no state on the instance.
+_TARGET = ModelTargetSerializer()
+_BODY = PredictionCreateSerializer()
+
+
 def _elapsed_ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
@@ -400,14 +371,20 @@ class _IdBlocks:
 
     def take(self) -> int:
         with self._lock:
-            if not self._free:
-                table, column = Prediction._meta.db_table, Prediction._meta.pk.column
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-                        [table, column, self.BLOCK],
-                    )
-                    self._free.extend(sorted((row[0] for row in cursor.fetchall()), reverse=True))
+            if self._free:
+                return self._free.pop()
+        # Fetched outside the lock: a thread waiting for the lock may hold a pooled connection that
+        # this one would need. Two threads may fetch a block each; the spare ids are used later.
+        table, column = Prediction._meta.db_table, Prediction._meta.pk.column
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                [table, column, self.BLOCK],
+            )
+            block = [row[0] for row in cursor.fetchall()]
+        with self._lock:
+            self._free.extend(block)
+            self._free.sort(reverse=True)
             return self._free.pop()
 
     def forget(self) -> None:
@@ -429,6 +406,9 @@ class _GroupCommit:
         self._queue: deque[_Pending] = deque()
 
     def write(self, pending: _Pending) -> None:
+        # A request that waits here must not hold a pooled connection meanwhile: with every slot
+        # held by waiters, the head could not get one to write them (the pool's timeout, 503s).
+        release_connection()
         with self._changed:
             self._queue.append(pending)
             while not pending.done and self._queue[0] is not pending:
@@ -497,6 +477,7 @@ def _write_through_orm(pending: _Pending) -> None:
     pending.written = True
 
 
+# Column types, for json_to_recordset (the batch columns travel apart, as bytea arrays).
 _PREDICTION_COLUMNS = {
     "id": "bigint",
     "user_id": "integer",
@@ -504,13 +485,11 @@ _PREDICTION_COLUMNS = {
     "model_name": "varchar",
     "version": "integer",
     "n_rows": "integer",
-    "inputs": "bytea",
-    "outputs": "bytea",
-    "probabilities": "bytea",
     "outputs_head": "jsonb",
     "latency_ms": "double precision",
     "created_at": "timestamptz",
 }
+_ARRAYS = ("inputs", "outputs", "probabilities")
 _LOG_COLUMNS = {
     "request_id": "uuid",
     "created_at": "timestamptz",
@@ -533,34 +512,34 @@ _LOG_COLUMNS = {
     "prompt_tokens": "integer",
     "completion_tokens": "integer",
 }
-_CLAIM_COLUMNS = {"claim_id": "bigint", "claim_token": "varchar", "answer": "bytea"}
 
 
 def _group_statement() -> str:
-    """Every pending request's rows as arrays, one per column, unnested: the statement's text is
-    the same whatever the group's size, so PostgreSQL prepares it once per connection.
+    """Every pending request's rows in one statement whose text is the same whatever the group's
+    size, so PostgreSQL prepares it once per connection: the scalar columns as one JSON document
+    (json_to_recordset; orjson writes it in C), the batch columns as three bytea arrays.
 
     An Idempotency-Key's answer is stored only while its request still holds the key (its
     token); a request that lost its key meanwhile gets neither its prediction nor its log row
     written (RETURNING says which were), and answers 503.
     """
-    item = {f"p_{name}": kind for name, kind in _PREDICTION_COLUMNS.items()}
-    item |= {f"l_{name}": kind for name, kind in _LOG_COLUMNS.items()}
-    item |= _CLAIM_COLUMNS
-    arrays = ", ".join(f"%s::{kind}[]" for kind in item.values())
-    names = ", ".join(item)
-    prediction_table = Prediction._meta.db_table
-    log_table = RequestLog._meta.db_table
-    claims = IdempotencyRecord._meta.db_table
+    fields = {"n": "integer"}
+    fields |= {f"p_{name}": kind for name, kind in _PREDICTION_COLUMNS.items()}
+    fields |= {f"l_{name}": kind for name, kind in _LOG_COLUMNS.items()}
+    fields |= {"claim_id": "bigint", "claim_token": "varchar", "answer": "text"}
+    record = ", ".join(f"{name} {kind}" for name, kind in fields.items())
+    prediction_columns = [*_PREDICTION_COLUMNS, *_ARRAYS]
+    prediction_values = [*(f"p_{name}" for name in _PREDICTION_COLUMNS), *_ARRAYS]
     return (
-        f"WITH item AS (SELECT * FROM unnest({arrays}) AS i({names})), "  # noqa: S608 - our own names
-        f"settled AS (UPDATE {claims} r SET state = 'done', status = 201, content_type = 'application/json', "
-        "body = item.answer FROM item WHERE item.claim_id IS NOT NULL AND r.id = item.claim_id "
-        "AND r.token = item.claim_token RETURNING r.id), "
+        f"WITH item AS (SELECT * FROM json_to_recordset(%s::json) AS i({record}) "  # noqa: S608 - our own names
+        f"JOIN unnest(%s::bytea[], %s::bytea[], %s::bytea[]) WITH ORDINALITY AS b({', '.join(_ARRAYS)}, n) USING (n)), "
+        f"settled AS (UPDATE {IdempotencyRecord._meta.db_table} r SET state = 'done', status = 201, "
+        "content_type = 'application/json', body = convert_to(item.answer, 'UTF8') FROM item "
+        "WHERE item.claim_id IS NOT NULL AND r.id = item.claim_id AND r.token = item.claim_token RETURNING r.id), "
         "kept AS (SELECT * FROM item WHERE item.claim_id IS NULL OR item.claim_id IN (SELECT id FROM settled)), "
-        f"predictions AS (INSERT INTO {prediction_table} ({', '.join(_PREDICTION_COLUMNS)}) "
-        f"SELECT {', '.join(f'p_{name}' for name in _PREDICTION_COLUMNS)} FROM kept) "
-        f"INSERT INTO {log_table} ({', '.join(_LOG_COLUMNS)}) "
+        f"predictions AS (INSERT INTO {Prediction._meta.db_table} ({', '.join(prediction_columns)}) "
+        f"SELECT {', '.join(prediction_values)} FROM kept) "
+        f"INSERT INTO {RequestLog._meta.db_table} ({', '.join(_LOG_COLUMNS)}) "
         f"SELECT {', '.join(f'l_{name}' for name in _LOG_COLUMNS)} FROM kept RETURNING request_id"
     )
 
@@ -572,17 +551,16 @@ def _insert_group(group: list[_Pending]) -> None:
     global _GROUP_SQL  # built once, on first use (after the apps are loaded)
     if _GROUP_SQL is None:
         _GROUP_SQL = _group_statement()
-    params: list[list[Any]] = []
-    for name in _PREDICTION_COLUMNS:
-        if name == "outputs_head":
-            params.append([Jsonb(member.prediction[name], dumps=dumps) for member in group])
-        else:
-            params.append([member.prediction[name] for member in group])
-    for name in _LOG_COLUMNS:
-        params.append([member.log[name] for member in group])
-    params.append([None if member.claim is None else member.claim[0] for member in group])
-    params.append([None if member.claim is None else member.claim[1] for member in group])
-    params.append([member.answer if member.claim is not None else None for member in group])
+    records = []
+    for n, member in enumerate(group, start=1):
+        record = {"n": n}
+        record.update({f"p_{name}": member.prediction[name] for name in _PREDICTION_COLUMNS})
+        record.update({f"l_{name}": member.log[name] for name in _LOG_COLUMNS})
+        if member.claim is not None:
+            record["claim_id"], record["claim_token"] = member.claim
+            record["answer"] = member.answer.decode()
+        records.append(record)
+    params = [dumps(records).decode(), *([member.prediction[name] for member in group] for name in _ARRAYS)]
     with connection.cursor() as cursor:
         cursor.execute(_GROUP_SQL, params)
         written = {row[0] for row in cursor.fetchall()}

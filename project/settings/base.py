@@ -87,6 +87,7 @@ def postgresql_pool(database: dict) -> dict:
     most of the default 100 free. Statements are bound on the server and, once one has run
     DATABASE_PREPARE_THRESHOLD times on a connection, prepared there.
     """
+    database["ENGINE"] = "project.postgresql"  # Django's, with a cheaper check (project/postgresql/base.py)
     database["CONN_MAX_AGE"] = 0
     database.setdefault("OPTIONS", {}).update(
         {
@@ -100,6 +101,8 @@ def postgresql_pool(database: dict) -> dict:
             },
             "server_side_binding": True,
             "prepare_threshold": env.int("DATABASE_PREPARE_THRESHOLD", default=2),
+            # How these connections show in pg_stat_activity.
+            "application_name": env.str("DATABASE_APPLICATION_NAME", default="mlserve"),
         }
     )
     return database
@@ -109,6 +112,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.boo
     postgresql_pool(DATABASES["default"])
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+# A pooled connection idle this long is checked (a round trip) before it is used again.
+POOL_CHECK_IDLE_SECONDS = env.float("POOL_CHECK_IDLE_SECONDS", default=1.0)
 # How long /readyz waits for a database connection before it says not ready.
 READINESS_TIMEOUT_SECONDS = env.float("READINESS_TIMEOUT_SECONDS", default=2.0)
 

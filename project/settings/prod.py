@@ -9,7 +9,7 @@ DEBUG = False
 
 if not SECRET_KEY or len(SECRET_KEY) < 32:
     raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set to a random string of at least 32 characters")
-if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+if DATABASES["default"]["ENGINE"] not in ("django.db.backends.postgresql", "project.postgresql"):
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL in production")
 if not REDIS_URL:
     raise ImproperlyConfigured("REDIS_URL must be set in production: rate limits need a shared cache")

@@ -79,7 +79,7 @@ def test_a_prediction_is_one_statement_and_one_redis_round_trip(client_for, anon
     assert response.status_code == 201
     assert len(run) == 1, [sql[:80] for sql in run]
     (sql,) = run
-    assert sql.startswith("WITH item AS (SELECT * FROM unnest(")
+    assert sql.startswith("WITH item AS (SELECT * FROM json_to_recordset(")
     assert "INSERT INTO inference_prediction" in sql and "INSERT INTO analytics_requestlog" in sql
     assert len(sends) == 1
     assert response["X-RateLimit-Remaining"]
@@ -349,3 +349,24 @@ def test_probabilities_that_do_not_match_the_registered_classes_are_refused():
         LoadedModel(estimator=estimator, classes=[0, 1])
     result = LoadedModel(estimator=estimator, classes=["a", "b", "c"]).predict(data.data[:2])
     assert list(result.probabilities[0]) == ["a", "b", "c"]
+
+
+def test_concurrent_predictions_in_one_worker_share_commits(gunicorn_server, alice):
+    """Group commit: 64 predictions at once into one threaded worker take fewer commits than
+    requests (rows inserted by one transaction share its xmin), and every one is stored."""
+    created = api_key_create(user=alice, name="grouped", created_by=None)
+    base_url = gunicorn_server(workers=1, production_config=True)
+    answers = _burst(
+        f"{base_url}{PREDICTIONS}", headers={"X-API-Key": created.key}, count=64, json={"features": IRIS_ROW}
+    )
+    assert {r.status_code for r in answers} == {201}
+    request_ids = [r.headers["X-Request-ID"] for r in answers]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), count(DISTINCT xmin::text) FROM analytics_requestlog WHERE request_id = ANY(%s::uuid[])",
+            [request_ids],
+        )
+        rows, commits = cursor.fetchone()
+    assert rows == 64
+    assert commits < rows, "no two requests shared a commit"
+    print(f"64 concurrent predictions: {commits} commits")
