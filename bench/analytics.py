@@ -15,7 +15,7 @@ import time
 
 import requests
 
-from bench.common import ROOT, fresh_database, gunicorn, manage, service_env, timed_gets
+from bench.common import ROOT, fresh_database, manage, service, service_env, timed_gets
 
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mlserve_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -46,7 +46,7 @@ print(RevocableRefreshToken.for_user(user).access_token)
 def measure(env: dict[str, str]) -> dict[str, dict[str, float]]:
     staff_token, user_token = manage(env, "shell", "-c", TOKENS).split()[-2:]
     results = {}
-    with gunicorn(env, "project.wsgi:application", "--config", "python:project.gunicorn") as base:
+    with service(env, workers=2) as base:
         for name, (who, path) in QUERIES.items():
             session = requests.Session()
             # Generous limits: the benchmark measures queries, not the rate limiter.

@@ -59,11 +59,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], app: str = "project.wsgi:application", *args: str) -> Iterator[str]:
-    port = free_port()
-    command = [PYTHON, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}", *args]
+def _running(command: list[str], env: dict[str, str], base: str) -> Iterator[str]:
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -77,7 +74,31 @@ def gunicorn(env: dict[str, str], app: str = "project.wsgi:application", *args: 
         yield base
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        process.wait(timeout=60)
+
+
+@contextmanager
+def gunicorn(env: dict[str, str], app: str = "project.wsgi:application", *args: str) -> Iterator[str]:
+    port = free_port()
+    command = [PYTHON, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}", *args]
+    with _running(command, env, f"http://127.0.0.1:{port}") as base:
+        yield base
+
+
+@contextmanager
+def service(env: dict[str, str], *, workers: int, server: str = "production") -> Iterator[str]:
+    """This service with `workers` processes: under the production server (project/serve.py),
+    or gunicorn's threaded workers (project/gunicorn.py) for comparison."""
+    if server == "gunicorn":
+        args = ("--config", "python:project.gunicorn", "--workers", str(workers))
+        with gunicorn(env, "project.wsgi:application", *args) as base:
+            yield base
+        return
+    port = free_port()
+    command = [PYTHON, "-m", "project.serve"]
+    env = {**env, "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers)}
+    with _running(command, env, f"http://127.0.0.1:{port}") as base:
+        yield base
 
 
 def percentile(values: list[float], q: float) -> float:

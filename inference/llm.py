@@ -4,6 +4,9 @@ It wraps the official `openai` SDK with explicit timeouts and retries from setti
 every SDK failure into one of our errors (504 timeout, 503 upstream overloaded or rate limited,
 502 anything else) with a message of our own: the upstream's body can carry its own account
 details, so none of it is passed on, and the API key never is.
+
+The SDK (23 MB with pydantic and httpx) is imported on first use, not when the app loads: a
+worker that only ever serves predictions never carries it.
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-import openai
 from django.conf import settings
 
 from project.errors import (
@@ -26,10 +29,20 @@ from project.errors import (
     UpstreamUnavailable,
 )
 
+if TYPE_CHECKING:
+    import openai
+
 logger = logging.getLogger(__name__)
 
 _clients: dict[tuple, openai.OpenAI] = {}
 _clients_lock = threading.Lock()
+
+
+@cache
+def _sdk() -> Any:
+    import openai
+
+    return openai
 
 
 def is_configured() -> bool:
@@ -48,7 +61,7 @@ def client() -> openai.OpenAI:
     )
     with _clients_lock:
         if config not in _clients:
-            _clients[config] = openai.OpenAI(
+            _clients[config] = _sdk().OpenAI(
                 # Local OpenAI-compatible servers take any key, but the SDK insists on one.
                 api_key=settings.OPENAI_API_KEY or "not-needed",
                 base_url=settings.OPENAI_BASE_URL or None,
@@ -61,6 +74,7 @@ def client() -> openai.OpenAI:
 @contextmanager
 def upstream_errors() -> Iterator[None]:
     """Translate SDK exceptions into our errors, logging what happened (without secrets)."""
+    openai = _sdk()
     try:
         yield
     except openai.APITimeoutError:

@@ -83,11 +83,14 @@ def committed_demo_models(transactional_db) -> None:
 
 @pytest.fixture
 def gunicorn_server(committed_demo_models, tmp_path):
-    """Start the service under gunicorn (real workers, real PostgreSQL and Redis); yields a
-    function `start(workers=...) -> base_url`. The servers stop when the test ends."""
+    """Start the service under real worker processes (gunicorn's, or the production server's),
+    on the real PostgreSQL and Redis; yields a function `start(workers=...) -> base_url`. The
+    servers stop when the test ends."""
     processes: list[subprocess.Popen] = []
 
     def start(workers: int = 4, production_config: bool = False, **env_overrides: str) -> str:
+        """Plain gunicorn workers by default; with production_config, the production server
+        (project/serve.py: granian, threaded)."""
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -102,10 +105,12 @@ def gunicorn_server(committed_demo_models, tmp_path):
             **env_overrides,
         }
         log = (tmp_path / f"gunicorn-{port}.log").open("w")
-        command = [sys.executable, "-m", "gunicorn", "project.wsgi:application", "--workers", str(workers)]
         if production_config:
-            command += ["--config", "python:project.gunicorn"]
-        command += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
+            env.update({"BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers)})
+            command = [sys.executable, "-m", "project.serve"]
+        else:
+            command = [sys.executable, "-m", "gunicorn", "project.wsgi:application", "--workers", str(workers)]
+            command += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
         processes.append(subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=log))
         base_url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30

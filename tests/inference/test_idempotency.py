@@ -292,17 +292,19 @@ def test_killing_a_worker_under_load_makes_no_prediction_twice(gunicorn_server, 
 
 
 def _kill_workers(base: str) -> int:
-    """SIGKILL the gunicorn workers serving `base` (the processes whose parent serves it too)."""
+    """SIGKILL the worker processes serving `base` (the children of the server started with its
+    address in its command line or environment)."""
     bind = f"127.0.0.1:{base.rsplit(':', 1)[1]}"
     serving = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                environ = (entry / "environ").read_bytes().replace(b"\0", b" ").decode()
                 parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
             except OSError:
                 continue
-            if "gunicorn" in cmdline and bind in cmdline:
+            if bind in cmdline or f"BIND={bind}" in environ:
                 serving[int(entry.name)] = parent
     workers = [pid for pid, parent in serving.items() if parent in serving]
     for pid in workers:
