@@ -116,7 +116,7 @@ class _Count:
 
 def _count_and_read_stamps(*, who: str, rate: str) -> tuple[_Count | None, freshness.Stamps | None]:
     """Count one request by `who` against `rate` in a fixed window and read the freshness stamps,
-    in one pipelined round trip. (None, None) when the store is down (copies are then not used)."""
+    in one round trip. (None, None) when the store is down (copies are then not used)."""
     if not settings.RATELIMIT_ENABLE:
         return None, freshness.read_stamps()
     if store_is_down():
@@ -132,12 +132,8 @@ def _count_and_read_stamps(*, who: str, rate: str) -> tuple[_Count | None, fresh
             cache.add(name, 0, timeout=period + _EXPIRATION_FUDGE)
             count, stamps = cache.incr(name), freshness.read_stamps()
         else:
-            key = cache.make_and_validate_key(name)
-            pipe = get_redis_connection(settings.RATELIMIT_USE_CACHE).pipeline(transaction=False)
-            pipe.incr(key)
-            pipe.expire(key, period + _EXPIRATION_FUDGE, nx=True)
-            pipe.mget([cache.make_and_validate_key(freshness.stamp_key(scope)) for scope in freshness.SCOPES])
-            count, _, found = pipe.execute()
+            keys = [cache.make_and_validate_key(name), *_stamp_keys(cache)]
+            count, found = _round_trip()(keys=keys, args=[period + _EXPIRATION_FUDGE])
             stamps = freshness.with_missing_set(
                 {
                     scope: None if value is None else cache.client.decode(value)
@@ -150,6 +146,23 @@ def _count_and_read_stamps(*, who: str, rate: str) -> tuple[_Count | None, fresh
     reset = max(int((window + 1) * period - now), 1)
     usage = RateUsage(limit=limit, remaining=max(limit - count, 0), reset_seconds=reset, limited=count > limit)
     return _Count(name=name, usage=usage), stamps
+
+
+# INCR, an expiry for a new counter, and the stamps: one command (EVALSHA), one round trip, atomic.
+_ROUND_TRIP_LUA = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return {count, redis.call('MGET', unpack(KEYS, 2))}
+"""
+
+
+def _round_trip() -> Any:
+    """The script, on the shared cache's Redis (EVALSHA; EVAL once after a Redis restart)."""
+    return get_redis_connection(settings.RATELIMIT_USE_CACHE).register_script(_ROUND_TRIP_LUA)
+
+
+def _stamp_keys(cache: Any) -> list[str]:
+    return [cache.make_and_validate_key(freshness.stamp_key(scope)) for scope in freshness.SCOPES]
 
 
 def _take_back(counted: _Count | None) -> None:

@@ -23,6 +23,7 @@ import joblib
 import numpy as np
 import sklearn
 from django.conf import settings
+from scipy.special import expit
 
 from project.errors import ModelUnavailable
 
@@ -74,6 +75,9 @@ class LoadedModel:
     classes: list[Any] | None
     # The probabilities' keys, made once at load rather than on every request.
     keys: list[str] | None = field(init=False, default=None)
+    # predict_proba's arithmetic without scikit-learn's per-call checks, where it is proven to
+    # give the same numbers (see _LogisticKernel); else None and predict_proba itself.
+    kernel: Any = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         if self.classes is None:
@@ -82,17 +86,23 @@ class LoadedModel:
         if known is not None and len(known) != len(self.classes):  # so the rows can zip unchecked
             raise ModelUnavailable("The model's classes do not match its registered classes.")
         object.__setattr__(self, "keys", [str(label) for label in self.classes])
+        object.__setattr__(self, "kernel", _LogisticKernel.proven_for(self.estimator))
 
     def predict(self, rows: np.ndarray) -> PredictionResult:
         # Overflow is checked for below (finite), rather than warned about on every such call.
         # The rows are already a finite float matrix of the right shape (inference.features), so
         # scikit-learn's own per-call checks of them and of its parameters are skipped.
-        with np.errstate(all="ignore"), sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            return self._predict(rows)
+        with np.errstate(all="ignore"):
+            if self.kernel is not None:
+                return self._predict(rows)
+            with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+                return self._predict(rows)
 
     def _predict(self, rows: np.ndarray) -> PredictionResult:
         matrix = None
-        if self.classes is not None and hasattr(self.estimator, "predict_proba"):
+        if self.kernel is not None:
+            matrix = self.kernel(rows)
+        elif self.classes is not None and hasattr(self.estimator, "predict_proba"):
             matrix = self.estimator.predict_proba(rows)
         kind = _class_name(self.estimator)
         indices = None
@@ -129,6 +139,50 @@ class LoadedModel:
             raw[tied] = self.estimator.predict(rows[tied])
             indices[tied] = np.searchsorted(self.estimator.classes_, raw[tied])
         return indices, raw
+
+
+class _LogisticKernel:
+    """LogisticRegression.predict_proba's own arithmetic, without its per-call checks.
+
+    On one row, scikit-learn spends most of predict_proba checking the input (validate_data,
+    check_array, namespaces), which inference.features has done already. The arithmetic is
+    short: the decision function `X @ coef_.T + intercept_`, then softmax (several classes) or
+    the logistic function (two). It is used for a model only once it gave exactly the same numbers
+    as predict_proba on 256 probe rows at load; otherwise predict_proba runs as ever.
+    """
+
+    PROBE_ROWS = 256
+
+    def __init__(self, estimator: Any) -> None:
+        self.coef_t = estimator.coef_.T  # the same view scikit-learn multiplies by
+        self.intercept = estimator.intercept_
+        self.binary = len(estimator.classes_) <= 2
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        scores = rows @ self.coef_t + self.intercept
+        if self.binary:
+            positive = expit(scores.reshape(-1) if scores.shape[1] == 1 else scores)
+            return np.stack([1 - positive, positive], axis=1)
+        scores -= scores.max(axis=1).reshape((-1, 1))
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=1).reshape((-1, 1))
+        return scores
+
+    @classmethod
+    def proven_for(cls, estimator: Any) -> _LogisticKernel | None:
+        if _class_name(estimator) != "sklearn.linear_model._logistic.LogisticRegression":
+            return None
+        try:
+            kernel = cls(estimator)
+            probe = np.random.default_rng(0).normal(0, 10, size=(cls.PROBE_ROWS, estimator.n_features_in_))
+            with np.errstate(all="ignore"):
+                proven = np.array_equal(kernel(probe), estimator.predict_proba(probe))
+        except Exception:  # any surprise in the estimator's attributes: scikit-learn's own path
+            logger.info("no fast kernel for this model: its attributes are not as expected")
+            return None
+        if not proven:
+            logger.info("no fast kernel for this model: it disagreed with predict_proba on the probe rows")
+        return kernel if proven else None
 
 
 @dataclass(frozen=True)

@@ -370,3 +370,32 @@ def test_concurrent_predictions_in_one_worker_share_commits(gunicorn_server, ali
     assert rows == 64
     assert commits < rows, "no two requests shared a commit"
     print(f"64 concurrent predictions: {commits} commits")
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_the_logistic_kernel_gives_predict_probas_own_numbers(binary):
+    """LogisticRegression's probabilities computed without scikit-learn's per-call checks are
+    bit for bit predict_proba's, on the training rows and 5,000 random ones."""
+    data = load_iris()
+    target = (data.target > 0) if binary else data.target
+    estimator = LogisticRegression(max_iter=500).fit(data.data, target)
+    model = LoadedModel(estimator=estimator, classes=estimator.classes_.tolist())
+    assert model.kernel is not None
+    rows = np.vstack([data.data, np.random.default_rng(3).normal(0, 25, size=(5000, 4))])
+    assert np.array_equal(model.kernel(rows), estimator.predict_proba(rows))
+    result = model.predict(rows)
+    assert result.predictions == estimator.predict(rows).tolist()
+
+
+def test_a_model_the_kernel_does_not_reproduce_goes_through_predict_proba():
+    class Tempered(LogisticRegression):  # another predict_proba: not the kernel's arithmetic
+        def predict_proba(self, X):
+            return super().predict_proba(X) ** 0.5 / (super().predict_proba(X) ** 0.5).sum(axis=1, keepdims=True)
+
+    data = load_iris()
+    estimator = LogisticRegression(max_iter=500).fit(data.data, data.target)
+    estimator.__class__ = Tempered
+    model = LoadedModel(estimator=estimator, classes=estimator.classes_.tolist())
+    assert model.kernel is None
+    (probabilities,) = model.predict(data.data[:1]).probabilities
+    assert list(probabilities.values()) == estimator.predict_proba(data.data[:1])[0].tolist()
