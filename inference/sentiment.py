@@ -12,9 +12,9 @@ import logging
 import math
 from dataclasses import asdict, dataclass
 from functools import cache
+from typing import Any
 
 from django.conf import settings
-from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from inference import llm
 from project.errors import AppError, BackendNotConfigured, UpstreamError, UpstreamTimeout, UpstreamUnavailable
@@ -49,56 +49,63 @@ class SentimentBatch:
 _VADER_THRESHOLD = 0.05
 
 
-class _BoundedVader(SentimentIntensityAnalyzer):
-    """VADER, with the same answers at a cost that grows in step with the text.
+def _bounded_vader_class() -> type:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-    vaderSentiment 3.3.2 lower-cases the whole text's word list again inside two checks it runs
-    for nearly every sentiment-bearing word, so its cost grows with the square of the word count:
-    5,000 emoji (each read as its multi-word description) took 8 s of CPU. Both checks look at
-    most three words back and two ahead, so here each is given just that window of the list, with
-    the word's index moved to match: the same words at the same offsets, so the same answer
-    (tests/inference check it against the library's own on random texts).
-    """
+    class _BoundedVader(SentimentIntensityAnalyzer):
+        """VADER, with the same answers at a cost that grows in step with the text.
 
-    def _negation_check(self, valence: float, words: list[str], start_i: int, i: int) -> float:
-        low = max(i - 3, 0)
-        return SentimentIntensityAnalyzer._negation_check(valence, words[low : i + 3], start_i, i - low)
-
-    def _special_idioms_check(self, valence: float, words: list[str], i: int) -> float:
-        low = max(i - 3, 0)
-        return SentimentIntensityAnalyzer._special_idioms_check(valence, words[low : i + 3], i - low)
-
-    @staticmethod
-    def _but_check(words: list[str], sentiments: list[float]) -> list[float]:
-        """The library's check, in n log n steps instead of n squared, with its exact answers.
-
-        The library walks the scores in order and, for each, rescales the *first* score equal to
-        it (`sentiments.index`): halved before the first "but", times 1.5 after it. Scores ahead
-        of the walk are never touched, so the one visited is still its original value; the first
-        equal score is found here from a heap of the positions holding each value so far.
+        vaderSentiment 3.3.2 lower-cases the whole text's word list again inside two checks it runs
+        for nearly every sentiment-bearing word, so its cost grows with the square of the word count:
+        5,000 emoji (each read as its multi-word description) took 8 s of CPU. Both checks look at
+        most three words back and two ahead, so here each is given just that window of the list, with
+        the word's index moved to match: the same words at the same offsets, so the same answer
+        (tests/inference check it against the library's own on random texts).
         """
-        lowered = [str(word).lower() for word in words]
-        if "but" not in lowered:
+
+        def _negation_check(self, valence: float, words: list[str], start_i: int, i: int) -> float:
+            low = max(i - 3, 0)
+            return SentimentIntensityAnalyzer._negation_check(valence, words[low : i + 3], start_i, i - low)
+
+        def _special_idioms_check(self, valence: float, words: list[str], i: int) -> float:
+            low = max(i - 3, 0)
+            return SentimentIntensityAnalyzer._special_idioms_check(valence, words[low : i + 3], i - low)
+
+        @staticmethod
+        def _but_check(words: list[str], sentiments: list[float]) -> list[float]:
+            """The library's check, in n log n steps instead of n squared, with its exact answers.
+
+            The library walks the scores in order and, for each, rescales the *first* score equal to
+            it (`sentiments.index`): halved before the first "but", times 1.5 after it. Scores ahead
+            of the walk are never touched, so the one visited is still its original value; the first
+            equal score is found here from a heap of the positions holding each value so far.
+            """
+            lowered = [str(word).lower() for word in words]
+            if "but" not in lowered:
+                return sentiments
+            but_at = lowered.index("but")
+            positions: dict[float, list[int]] = {}  # value -> heap of positions that held it
+            for visiting, value in enumerate(sentiments):
+                heapq.heappush(positions.setdefault(value, []), visiting)
+                heap = positions[value]
+                while sentiments[heap[0]] != value:  # a position since given another value
+                    heapq.heappop(heap)
+                first = heap[0]
+                if first == but_at:
+                    continue
+                scaled = value * (0.5 if first < but_at else 1.5)
+                sentiments[first] = scaled
+                heapq.heappush(positions.setdefault(scaled, []), first)
             return sentiments
-        but_at = lowered.index("but")
-        positions: dict[float, list[int]] = {}  # value -> heap of positions that held it
-        for visiting, value in enumerate(sentiments):
-            heapq.heappush(positions.setdefault(value, []), visiting)
-            heap = positions[value]
-            while sentiments[heap[0]] != value:  # a position since given another value
-                heapq.heappop(heap)
-            first = heap[0]
-            if first == but_at:
-                continue
-            scaled = value * (0.5 if first < but_at else 1.5)
-            sentiments[first] = scaled
-            heapq.heappush(positions.setdefault(scaled, []), first)
-        return sentiments
+
+    return _BoundedVader
 
 
 @cache
-def _vader() -> _BoundedVader:
-    return _BoundedVader()  # reads the lexicon that ships in the package, once
+def _vader() -> Any:
+    """The analyser, made on first use: vaderSentiment (and the requests library it imports) stays
+    out of workers that never score a text. Reads the lexicon that ships in the package, once."""
+    return _bounded_vader_class()()
 
 
 def _with_emoji_described(text: str, emojis: dict[str, str]) -> str:

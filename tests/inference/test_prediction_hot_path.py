@@ -399,3 +399,19 @@ def test_a_model_the_kernel_does_not_reproduce_goes_through_predict_proba():
     assert model.kernel is None
     (probabilities,) = model.predict(data.data[:1]).probabilities
     assert list(probabilities.values()) == estimator.predict_proba(data.data[:1])[0].tolist()
+
+
+def test_the_write_is_a_prepared_statement_and_redis_replies_are_parsed_in_c(client_for, alice):
+    """What the README says of the data path: statements bound on the server and prepared once
+    they have run DATABASE_PREPARE_THRESHOLD times on a connection; hiredis under redis-py."""
+    from django_redis import get_redis_connection
+
+    client = client_for(alice)
+    for _ in range(4):
+        assert client.post(PREDICTIONS, {"features": IRIS_ROW}, format="json").status_code == 201
+    with connection.cursor() as cursor:  # the same connection the requests wrote on (the test's own)
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any("json_to_recordset" in statement for statement in prepared), prepared
+    redis_connection = get_redis_connection("default").connection_pool.get_connection()
+    assert type(redis_connection._parser).__name__ == "_HiredisParser"
