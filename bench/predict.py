@@ -227,11 +227,12 @@ def wait_for_quiet(limit: float, seconds: float = 60) -> float:
     return os.getloadavg()[0]
 
 
-def database_connections(name: str) -> tuple[int, int]:
-    """(connections open now with this application_name, PostgreSQL's max_connections)."""
+def database_connections() -> tuple[int, int]:
+    """(connections open now to the benchmark's database, PostgreSQL's max_connections)."""
     admin = urllib.parse.urlparse(DATABASE_URL)._replace(path="/postgres").geturl()
+    database = urllib.parse.urlparse(DATABASE_URL).path.lstrip("/")
     with psycopg.connect(admin, autocommit=True) as conn:
-        used = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [name]).fetchone()[0]
+        used = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [database]).fetchone()[0]
         limit = int(conn.execute("SHOW max_connections").fetchone()[0])
     return used, limit
 
@@ -239,14 +240,12 @@ def database_connections(name: str) -> tuple[int, int]:
 def burst(env: dict[str, str], key: str, load: object) -> dict[str, float]:
     """Concurrency 128 for BURST_SECONDS against BURST_WORKERS workers: errors, and the most
     database connections the service held meanwhile."""
-    name = f"mlserve-bench-{os.getpid()}"
-    env = {**env, "DATABASE_APPLICATION_NAME": name}
     most, stop = 0, threading.Event()
 
     def sample() -> None:
         nonlocal most
         while not stop.is_set():
-            most = max(most, database_connections(name)[0])
+            most = max(most, database_connections()[0])
             time.sleep(0.2)
 
     with service(env, workers=BURST_WORKERS, server=SERVER) as full:
@@ -264,7 +263,7 @@ def burst(env: dict[str, str], key: str, load: object) -> dict[str, float]:
         finally:
             stop.set()
             sampler.join()
-    return {**result, "most_connections": most, "max_connections": database_connections(name)[1]}
+    return {**result, "most_connections": most, "max_connections": database_connections()[1]}
 
 
 def main() -> None:
