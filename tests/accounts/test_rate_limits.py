@@ -222,6 +222,26 @@ def test_exactly_the_limit_gets_through_across_gunicorn_workers(gunicorn_server,
     assert codes.count(429) == attempts - limit
 
 
+def test_exactly_the_limit_of_predictions_gets_through_across_production_workers(gunicorn_server, alice):
+    """The prediction route counts in its own round trip (inference/fast_path.py): as exact."""
+    limit, attempts = 25, 120
+    created = api_key_create(user=alice, name="burst", created_by=None, rate=f"{limit}/d")
+    base_url = gunicorn_server(workers=4, production_config=True)
+
+    def call(_: int) -> int:
+        return requests.post(
+            f"{base_url}/api/v1/predictions/",
+            json={"features": [5.1, 3.5, 1.4, 0.2]},
+            headers={"X-API-Key": created.key},
+            timeout=30,
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        codes = list(pool.map(call, range(attempts)))
+    assert codes.count(201) == limit
+    assert codes.count(429) == attempts - limit
+
+
 def test_a_bad_rate_in_the_settings_stops_the_start(db, settings):
     settings.RATE_LIMITS = {**settings.RATE_LIMITS, "generation": "lots/m"}
     with pytest.raises(SystemCheckError, match=r"accounts\.E001"):

@@ -415,3 +415,53 @@ def test_the_write_is_a_prepared_statement_and_redis_replies_are_parsed_in_c(cli
     assert any("json_to_recordset" in statement for statement in prepared), prepared
     redis_connection = get_redis_connection("default").connection_pool.get_connection()
     assert type(redis_connection._parser).__name__ == "_HiredisParser"
+
+
+def test_a_prediction_takes_the_hops_the_readme_lists(client_for, alice):
+    """README, "A request in four hops": project/urls.py includes inference/urls.py, whose
+    pattern is PredictionViewSet's create; the fast path's authentication and throttle run before
+    it, create hands over to fast_path.prediction_create, which writes through the group commit.
+    Nothing of the stock parts' own machinery (the ratelimit throttle, the middleware's write) runs."""
+    import sys
+    from pathlib import Path
+
+    from django.urls import resolve
+
+    import inference.urls
+    from inference.views import PredictionViewSet
+
+    match = resolve(PREDICTIONS)
+    assert match.func.cls is PredictionViewSet and match.func.actions["post"] == "create"
+    assert any(pattern.callback is match.func for pattern in inference.urls.urlpatterns)
+
+    root = Path(settings.BASE_DIR).resolve()
+    apps = tuple(str(root / name) + "/" for name in ("project", "accounts", "analytics", "inference"))
+    calls: list[str] = []
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_filename.startswith(apps):
+            path = Path(frame.f_code.co_filename).relative_to(root).as_posix()
+            calls.append(f"{path}:{frame.f_code.co_qualname}")
+
+    client = client_for(alice)
+    client.post(PREDICTIONS, {"features": IRIS_ROW}, format="json")  # warm: copies, ids, statements
+    sys.setprofile(profile)
+    try:
+        response = client.post(PREDICTIONS, {"features": IRIS_ROW}, format="json")
+    finally:
+        sys.setprofile(None)
+    assert response.status_code == 201, response.content
+
+    hops = [
+        "inference/fast_path.py:PredictionAuthentication.authenticate",
+        "inference/fast_path.py:PredictionThrottle.allow_request",
+        "inference/views.py:PredictionViewSet.create",
+        "inference/fast_path.py:prediction_create",
+        "inference/fast_path.py:_insert_group",
+    ]
+    positions = [calls.index(hop) for hop in hops]
+    assert positions == sorted(positions), calls
+    assert not [call for call in calls if call.startswith("accounts/throttles.py")], calls
+    assert "analytics/recording.py:request_log_create" not in calls
+    named = {call for call in calls if "<" not in call}
+    print(f"{len({call.split(':')[0] for call in calls})} files, {len(named)} named functions")
