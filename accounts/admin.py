@@ -15,6 +15,7 @@ from django.http import HttpRequest
 from accounts.keys import key_generate
 from accounts.login_guard import LoginRefused, login_attempt
 from accounts.models import ApiKey, RevokedToken
+from accounts.permissions import authenticated_user
 from accounts.policies import ELEVATED_USER_FIELDS, key_owner_refusal, may_edit_user
 from accounts.ratelimits import rate_is_valid
 from accounts.services import api_key_revoke
@@ -70,9 +71,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
         # The form checks the owner against who is making the key: the API's rule, not a copy.
         return type(form.__name__, (form,), {"creator": request.user})
 
-    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
-        fields = ["user", "name", "rate", "expires_at"]
-        return fields if obj is None else [*fields, *self.readonly_fields]
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple[str, ...]:
+        fields = ("user", "name", "rate", "expires_at")
+        return fields if obj is None else (*fields, *self.readonly_fields)
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple[str, ...]:
         return self.readonly_fields if obj is None else ("user", *self.readonly_fields)
@@ -82,7 +83,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)
             return
         new = key_generate()
-        obj.prefix, obj.key_hash, obj.created_by = new.prefix, new.key_hash, request.user
+        obj.prefix, obj.key_hash, obj.created_by = new.prefix, new.key_hash, authenticated_user(request)
         super().save_model(request, obj, form, change)
         self.message_user(
             request,

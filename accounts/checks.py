@@ -15,7 +15,7 @@ LOGIN_FAILURE_KINDS = ("username_address", "address", "username")
 
 @checks.register(checks.Tags.security)
 def check_rate_limits(app_configs: Any, **kwargs: Any) -> list[checks.CheckMessage]:
-    errors = []
+    errors: list[checks.CheckMessage] = []
     for setting, names, check_id in (
         ("RATE_LIMITS", GROUPS, "accounts.E001"),
         ("LOGIN_FAILURE_LIMITS", LOGIN_FAILURE_KINDS, "accounts.E002"),

@@ -31,6 +31,7 @@ from django.core.cache import caches
 from rest_framework.exceptions import AuthenticationFailed, Throttled
 
 from accounts.ratelimits import split_rate
+from project import metrics
 from project.cache import STORE_ERRORS
 from project.errors import ServiceUnavailable
 
@@ -90,6 +91,7 @@ def _take_back(counters: list[_Counter]) -> None:
 
 class LoginRefused(Throttled):
     default_detail = "Too many failed logins; try again later."
+    wait: int | None  # seconds, rounded up: set by Throttled.__init__, which DRF's stubs leave out
 
 
 @contextmanager
@@ -127,6 +129,7 @@ def login_attempt(
     ]
     if refused_by:
         _take_back(counters)
+        metrics.count_refusal("login_guard")
         raise LoginRefused(wait=max(counter.wait for counter in refused_by))
     try:
         yield

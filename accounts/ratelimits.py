@@ -37,15 +37,16 @@ from project.http import client_ip
 logger = logging.getLogger(__name__)
 
 # A count, then a period of at most 999 units; zero periods and absurd windows are refused here,
-# not discovered as errors inside django-ratelimit or Redis on some later request.
-RATE_PATTERN = re.compile(r"^[1-9]\d{0,8}/([1-9]\d{0,2})?[smhd]$")
+# not discovered as errors inside django-ratelimit or Redis on some later request. Matched whole
+# (fullmatch: a pattern's $ would let "5/m\n" through) and in ASCII digits only (\d takes Arabic-Indic digits too).
+RATE_PATTERN = re.compile(r"[1-9][0-9]{0,8}/([1-9][0-9]{0,2})?[smhd]")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _RETRY_STORE_AFTER_SECONDS = 5.0
 _store_down_until = 0.0
 
 
 def rate_is_valid(rate: str) -> bool:
-    return bool(RATE_PATTERN.match(rate))
+    return RATE_PATTERN.fullmatch(rate) is not None
 
 
 def split_rate(rate: str) -> tuple[int, int]:

@@ -1,6 +1,14 @@
-"""How the authentication classes appear in the OpenAPI document (imported in AppConfig.ready)."""
+"""How the authentication classes and the API-key body appear in the OpenAPI document
+(imported in AppConfig.ready)."""
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
+from drf_spectacular.openapi import AutoSchema
+
+from accounts.ratelimits import RATE_PATTERN
 
 # simplejwt's own JWTAuthentication is described by drf-spectacular's contrib extension ("jwtAuth").
 
@@ -11,3 +19,15 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema: object) -> dict:
         return {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+
+
+class ApiKeyCreateScheme(OpenApiSerializerExtension):
+    target_class = "accounts.serializers.ApiKeyCreateSerializer"
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
+        schema = auto_schema._map_serializer(self.target_class, direction, bypass_extensions=True)
+        properties = schema["properties"]
+        # A rate, or blank (the group's rate).
+        properties["rate"]["pattern"] = f"^({RATE_PATTERN.pattern})?$"
+        properties["expires_at"]["description"] = "In the future; null or left out: the key does not expire."
+        return schema

@@ -15,6 +15,7 @@ from accounts.policies import key_owner_refusal
 from accounts.ratelimits import rate_is_valid
 from accounts.tokens import RevocableRefreshToken
 from project.fields import StrictCharField
+from project.schema import NO_NUL
 
 
 class TokenObtainPairSerializer(jwt.TokenObtainPairSerializer):
@@ -61,7 +62,15 @@ class LogoutResponseSerializer(serializers.Serializer):
 # --- API keys -------------------------------------------------------------------------
 
 
-@extend_schema_field({"oneOf": [{"type": "integer"}, {"type": "string"}], "example": "alice"})
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "integer", "minimum": 1},
+            {"type": "string", "minLength": 1, "pattern": NO_NUL},
+        ],
+        "example": "alice",
+    }
+)
 class UserReferenceField(serializers.Field):
     """A user given by id (a number) or by username (a string)."""
 

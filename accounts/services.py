@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from accounts.keys import key_generate
@@ -24,9 +24,9 @@ class CreatedKey:
 
 def api_key_create(
     *,
-    user: AbstractUser,
+    user: User,
     name: str,
-    created_by: AbstractUser | None,
+    created_by: User | None,
     expires_at: datetime | None = None,
     rate: str = "",
 ) -> CreatedKey:

@@ -13,6 +13,7 @@ from rest_framework.throttling import BaseThrottle
 
 from accounts.models import ApiKey
 from accounts.ratelimits import client_key, count, group_rate, subject, subject_rate
+from project import metrics
 from project.context import context_of
 
 
@@ -25,6 +26,7 @@ class _CountingThrottle(BaseThrottle):
         context_of(request).note_rate_usage(usage)
         if usage is not None and usage.limited:
             self._wait = usage.reset_seconds
+            metrics.count_refusal(group)
             return False
         return True
 

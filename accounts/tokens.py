@@ -21,7 +21,9 @@ class RevocableRefreshToken(RefreshToken):
         if RevokedToken.objects.filter(jti=self.payload[api_settings.JTI_CLAIM]).exists():
             raise TokenError("Token is blacklisted")
 
-    def blacklist(self) -> RevokedToken:
+    # Our own row, not simplejwt's BlacklistedToken (its blacklist app is not installed); no caller
+    # uses what this returns.
+    def blacklist(self) -> RevokedToken:  # type: ignore[override]
         expires_at = datetime.fromtimestamp(self.payload["exp"], tz=UTC)
         revoked, _ = RevokedToken.objects.get_or_create(
             jti=self.payload[api_settings.JTI_CLAIM], defaults={"expires_at": expires_at}

@@ -1,11 +1,15 @@
 """The token routes (obtain, refresh, log out) and API key management."""
 
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from collections.abc import Sequence
+from typing import Any
+
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
 from rest_framework_simplejwt import views as jwt
 
 from accounts import selectors, services
@@ -20,7 +24,7 @@ from accounts.serializers import (
     TokenRefreshResponseSerializer,
 )
 from accounts.throttles import LoginRateThrottle
-from project.http import client_ip, refuse_idempotency_key
+from project.http import caller, client_ip, refuse_idempotency_key
 from project.pagination import NewestFirstPagination
 from project.schema import ERROR_RESPONSES
 
@@ -28,7 +32,7 @@ from project.schema import ERROR_RESPONSES
 class _TokenRoute:
     """Token routes are limited per client address and username, not per user."""
 
-    throttle_classes = (LoginRateThrottle,)
+    throttle_classes: Sequence[type[BaseThrottle]] = (LoginRateThrottle,)
 
 
 @extend_schema(tags=["auth"], responses={200: TokenPairResponseSerializer, **ERROR_RESPONSES})
@@ -60,10 +64,19 @@ class LogoutView(_TokenRoute, jwt.TokenBlacklistView):
 @extend_schema_view(
     create=extend_schema(
         summary="Make an API key (staff). The full key is in this answer only.",
+        description="400 also when the user does not exist or is inactive, when only a superuser may make keys for "
+        "them (staff), when expires_at is not in the future, or with an Idempotency-Key (not supported here).",
         request=ApiKeyCreateSerializer,
+        examples=[
+            OpenApiExample(
+                "A key for alice", value={"user": "alice", "name": "nightly batch", "rate": "100/m"}, request_only=True
+            ),
+        ],
         responses={201: ApiKeyCreatedSerializer, **ERROR_RESPONSES},
     ),
-    list=extend_schema(summary="API keys: staff see all, others their own", responses={200: ApiKeySerializer}),
+    list=extend_schema(
+        summary="API keys: staff see all, others their own", responses={200: ApiKeySerializer, **ERROR_RESPONSES}
+    ),
     retrieve=extend_schema(summary="One API key", responses={200: ApiKeySerializer, **ERROR_RESPONSES}),
     revoke=extend_schema(
         summary="Revoke an API key (staff): refused from the next request on",
@@ -76,27 +89,27 @@ class ApiKeyViewSet(viewsets.GenericViewSet):
     pagination_class = NewestFirstPagination
     lookup_value_regex = r"\d+"
 
-    def get_permissions(self) -> list:
+    def get_permissions(self) -> Sequence[Any]:
         if self.action in ("create", "revoke"):
             return [IsAuthenticated(), IsStaff(), NotWithApiKey()]
         return super().get_permissions()
 
     def create(self, request: Request) -> Response:
         refuse_idempotency_key(request)
-        params = ApiKeyCreateSerializer(data=request.data, context={"creator": request.user})
+        params = ApiKeyCreateSerializer(data=request.data, context={"creator": caller(request)})
         params.is_valid(raise_exception=True)
-        created = services.api_key_create(created_by=request.user, **params.validated_data)
+        created = services.api_key_create(created_by=caller(request), **params.validated_data)
         body = {"key": created.key, **ApiKeySerializer(created.api_key).data}
         return Response(body, status=status.HTTP_201_CREATED)
 
     def list(self, request: Request) -> Response:
-        page = self.paginate_queryset(selectors.api_key_list(user=request.user))
+        page = self.paginate_queryset(selectors.api_key_list(user=caller(request)))
         return self.get_paginated_response(ApiKeySerializer(page, many=True).data)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(ApiKeySerializer(selectors.api_key_get(user=request.user, pk=int(pk))).data)
+        return Response(ApiKeySerializer(selectors.api_key_get(user=caller(request), pk=int(pk))).data)
 
     @action(detail=True, methods=["post"])
     def revoke(self, request: Request, pk: str) -> Response:
-        api_key = services.api_key_revoke(api_key=selectors.api_key_get(user=request.user, pk=int(pk)))
+        api_key = services.api_key_revoke(api_key=selectors.api_key_get(user=caller(request), pk=int(pk)))
         return Response(ApiKeySerializer(api_key).data)

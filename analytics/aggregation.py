@@ -13,7 +13,7 @@ Nothing here is on the request path: a request only inserts its log row.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -83,7 +83,7 @@ def endpoint_label(method: str, endpoint: str) -> str:
     return f"{method} {endpoint or '-'}"
 
 
-def _dimension_values(row: dict[str, Any]) -> Iterator[tuple[str, str]]:
+def _dimension_values(row: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     yield Dimension.TOTAL, ""
     yield Dimension.ENDPOINT, endpoint_label(row["method"], row["endpoint"])
     if row["model"]:
@@ -92,7 +92,7 @@ def _dimension_values(row: dict[str, Any]) -> Iterator[tuple[str, str]]:
     yield Dimension.STATUS, str(row["status"])
 
 
-def raw_groups(*, start: datetime, end: datetime, user_id: int | None = None) -> Iterator[dict[str, Any]]:
+def raw_groups(*, start: datetime, end: datetime, user_id: int | None = None) -> Iterator[Mapping[str, Any]]:
     """The raw log in [start, end) grouped as finely as any rollup needs, counted in SQL."""
     query = RequestLog.objects.filter(created_at__gte=start, created_at__lt=end)
     if user_id is not None:
@@ -113,7 +113,7 @@ def raw_groups(*, start: datetime, end: datetime, user_id: int | None = None) ->
     )
 
 
-def fold(groups: Iterable[dict[str, Any]], *, scopes: str = "all") -> dict[tuple, Totals]:
+def fold(groups: Iterable[Mapping[str, Any]], *, scopes: str = "all") -> dict[tuple, Totals]:
     """Totals per (hour, scope user, dimension, value), from raw_groups rows.
 
     scopes="all" makes both the everyone rows and each user's own; "user" only the latter.
@@ -243,12 +243,17 @@ def _days_from_hours(start: datetime) -> int:
             scope_user_id=row["scope_user_id"],
             dimension=row["dimension"],
             value=row["value"],
-            **{name: row[f"{name}_sum"] for name in (*Totals.METRICS, *FIELDS)},
+            **_summed(row),
         )
         for row in days
     ]
     UsageRollup.objects.bulk_create(rollups, batch_size=2000)
     return len(rollups)
+
+
+def _summed(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A day row's metric and histogram columns, from the `<name>_sum` values of its hours."""
+    return {name: row[f"{name}_sum"] for name in (*Totals.METRICS, *FIELDS)}
 
 
 def _floor_hour(moment: datetime) -> datetime:

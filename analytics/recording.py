@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponseBase
 from accounts.models import ApiKey
 from analytics.histogram import bin_of
 from analytics.models import RequestLog
+from project import metrics
 from project.context import context_of
 from project.http import client_ip
 
@@ -105,6 +106,7 @@ def request_log_create(
     try:
         return RequestLog.objects.create(**values)
     except DatabaseError:
+        metrics.REQUEST_LOG_FAILURES.inc()
         logger.exception("could not record request %s %s", request.method, request.path)
         return None
 

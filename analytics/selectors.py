@@ -11,10 +11,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import Any, TypedDict
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.db import connection
 from django.db.models import Sum
 from django.db.models.functions import Trunc
@@ -35,7 +35,7 @@ class Period:
     end: datetime
 
 
-def _scope(user: AbstractUser) -> int:
+def _scope(user: User) -> int:
     return EVERYONE if user.is_staff else user.pk
 
 
@@ -57,7 +57,7 @@ def _rollup_spans(
         last_day, end = last_day + timedelta(days=1), last_day + timedelta(days=1)
     if first_day >= last_day:
         return [(Granularity.HOUR, start, end)]
-    spans = [(Granularity.DAY, first_day, last_day)]
+    spans: list[tuple[str, datetime, datetime]] = [(Granularity.DAY, first_day, last_day)]
     if start < first_day:
         spans.append((Granularity.HOUR, start, first_day))
     if last_day < end:
@@ -65,9 +65,16 @@ def _rollup_spans(
     return spans
 
 
+class _Sentinels(TypedDict):
+    scope: int
+    start: datetime
+    end: datetime
+    granularity: str
+
+
 # Sentinels: the rollup query is built by the ORM once per interval, then run with real values
 # in their place. Building a query with 68 SUMs costs the ORM ~5 ms each time.
-_SENTINELS = {
+_SENTINELS: _Sentinels = {
     "scope": -918_273_645,
     "start": datetime(1901, 1, 1, tzinfo=UTC),
     "end": datetime(1902, 1, 1, tzinfo=UTC),
@@ -147,9 +154,9 @@ def _totals(
                     groups[key] = totals
     tail_start = period.start if until is None else max(period.start, until)
     if tail_start < period.end:
-        groups = list(raw_groups(start=tail_start, end=period.end, user_id=None if scope == EVERYONE else scope))
+        recent = list(raw_groups(start=tail_start, end=period.end, user_id=None if scope == EVERYONE else scope))
         for (hour, row_scope, dimension, value), totals in fold(
-            groups, scopes="all" if scope == EVERYONE else "user"
+            recent, scopes="all" if scope == EVERYONE else "user"
         ).items():
             if row_scope == scope and dimension in result:
                 bucket = _truncate(hour, interval) if interval else None
@@ -186,10 +193,10 @@ def _labels(dimension: str, values: list[str]) -> dict[str, str]:
     return {v: v for v in values}
 
 
-def usage_summary(*, user: AbstractUser, period: Period, top: int = 10) -> dict[str, Any]:
+def usage_summary(*, user: User, period: Period, top: int = 10) -> dict[str, Any]:
     scope = _scope(user)
     until = _aggregated_until()
-    dimensions = (Dimension.TOTAL, Dimension.ENDPOINT, Dimension.MODEL)
+    dimensions: tuple[str, ...] = (Dimension.TOTAL, Dimension.ENDPOINT, Dimension.MODEL)
     if scope == EVERYONE:
         dimensions += (Dimension.USER,)
     grouped = _totals(scope=scope, dimensions=dimensions, period=period, interval=None, until=until)
@@ -256,7 +263,7 @@ def usage_summary(*, user: AbstractUser, period: Period, top: int = 10) -> dict[
     }
 
 
-def usage_series(*, user: AbstractUser, period: Period, interval: str, group_by: str | None) -> list[dict[str, Any]]:
+def usage_series(*, user: User, period: Period, interval: str, group_by: str | None) -> list[dict[str, Any]]:
     scope = _scope(user)
     until = _aggregated_until()
     dimension = group_by or Dimension.TOTAL
@@ -288,7 +295,7 @@ def usage_series(*, user: AbstractUser, period: Period, interval: str, group_by:
     return series
 
 
-def usage_top(*, user: AbstractUser, period: Period, dimension: str, limit: int = 10) -> list[tuple[str, Totals]]:
+def usage_top(*, user: User, period: Period, dimension: str, limit: int = 10) -> list[tuple[str, Totals]]:
     """The busiest values of one dimension over the period (by requests), with readable names."""
     scope = _scope(user)
     grouped = _totals(scope=scope, dimensions=(dimension,), period=period, interval=None, until=_aggregated_until())

@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from analytics.models import Dimension
 from analytics.selectors import Period
+from project.fields import QueryChoiceField, QueryDateTimeField
 
 GROUPS = [Dimension.ENDPOINT, Dimension.MODEL, Dimension.USER, Dimension.API_KEY, Dimension.STATUS]
 
@@ -37,8 +38,12 @@ def _within_bounds(name: str, moment: datetime) -> None:
 class PeriodSerializer(serializers.Serializer):
     """start and end (ISO 8601), widened to whole hours: the rollups' resolution."""
 
-    start = serializers.DateTimeField(required=False, help_text="Default: 30 days before end (a day for hourly).")
-    end = serializers.DateTimeField(required=False, help_text="Default: now.")
+    start = QueryDateTimeField(
+        required=False,
+        help_text="Default: 30 days before end (a day for hourly). Not after end; at most "
+        "ANALYTICS_MAX_DAYS (400 by default) before it; from 0001-01-02 to 9999-12-30.",
+    )
+    end = QueryDateTimeField(required=False, help_text="Default: now.")
 
     default_span = timedelta(days=30)
 
@@ -54,8 +59,8 @@ class PeriodSerializer(serializers.Serializer):
             raise serializers.ValidationError({"end": ["Too early for the default period; give a start too."]})
         else:
             start = _floor_day(end - self.default_span_for(attrs))
-        if start >= end:
-            raise serializers.ValidationError({"start": ["Must be before end."]})
+        if start > end:  # equal is an empty period (or, within an hour, that hour)
+            raise serializers.ValidationError({"start": ["Must not be after end."]})
         if end - start > timedelta(days=settings.ANALYTICS_MAX_DAYS):
             raise serializers.ValidationError({"start": [f"At most {settings.ANALYTICS_MAX_DAYS} days per query."]})
         ceil_end = _floor_hour(end) + (timedelta(hours=1) if end != _floor_hour(end) else timedelta())
@@ -67,8 +72,14 @@ class PeriodSerializer(serializers.Serializer):
 
 
 class UsageParamsSerializer(PeriodSerializer):
-    interval = serializers.ChoiceField(choices=["hour", "day"], default="day")
-    group_by = serializers.ChoiceField(choices=GROUPS, required=False)
+    interval = QueryChoiceField(
+        choices=["hour", "day"],
+        default="day",
+        help_text="Hourly buckets cover at most ANALYTICS_MAX_HOURLY_DAYS (14 by default).",
+    )
+    group_by = QueryChoiceField(choices=GROUPS, required=False)
+    # DRF's own: read before the view (an unknown format is a 404); here so that `?format=` is a 400.
+    format = QueryChoiceField(choices=["json", "csv"], required=False, help_text="csv: the series as CSV.")
 
     def default_span_for(self, attrs: dict[str, Any]) -> timedelta:
         return timedelta(days=1) if attrs.get("interval") == "hour" else self.default_span
@@ -100,7 +111,7 @@ class TokensSerializer(serializers.Serializer):
 class EndpointUsageSerializer(serializers.Serializer):
     endpoint = serializers.CharField()
     requests = serializers.IntegerField()
-    errors = serializers.IntegerField()
+    errors = serializers.IntegerField()  # type: ignore[assignment]  # a field, not Serializer.errors
     error_rate = serializers.FloatField()
     p95_ms = serializers.FloatField(allow_null=True)
 
@@ -110,7 +121,7 @@ class ModelUsageSerializer(serializers.Serializer):
     requests = serializers.IntegerField()
     predictions = serializers.IntegerField()
     rows = serializers.IntegerField()
-    errors = serializers.IntegerField()
+    errors = serializers.IntegerField()  # type: ignore[assignment]  # a field, not Serializer.errors
     p95_ms = serializers.FloatField(allow_null=True)
 
 
@@ -118,7 +129,7 @@ class UserUsageSerializer(serializers.Serializer):
     user_id = serializers.IntegerField()
     username = serializers.CharField()
     requests = serializers.IntegerField()
-    errors = serializers.IntegerField()
+    errors = serializers.IntegerField()  # type: ignore[assignment]  # a field, not Serializer.errors
     tokens = serializers.IntegerField()
 
 
@@ -126,7 +137,7 @@ class SummarySerializer(serializers.Serializer):
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
     requests = serializers.IntegerField()
-    errors = serializers.IntegerField(help_text="Answers with status 400 and up.")
+    errors = serializers.IntegerField(help_text="Answers with status 400 and up.")  # type: ignore[assignment]
     server_errors = serializers.IntegerField(help_text="Answers with status 500 and up.")
     error_rate = serializers.FloatField()
     latency_ms = LatencySerializer()
@@ -143,7 +154,7 @@ class SeriesPointSerializer(serializers.Serializer):
     bucket = serializers.DateTimeField()
     group = serializers.CharField()
     requests = serializers.IntegerField()
-    errors = serializers.IntegerField()
+    errors = serializers.IntegerField()  # type: ignore[assignment]  # a field, not Serializer.errors
     p50_ms = serializers.FloatField(allow_null=True)
     p95_ms = serializers.FloatField(allow_null=True)
     p99_ms = serializers.FloatField(allow_null=True)

@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmarks: a fresh database, the service under gunicorn, timing."""
+"""Shared pieces of the benchmarks: a fresh database, the service under its servers, timing."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -31,7 +32,11 @@ def service_env(database_url: str, redis_url: str, **extra: str) -> dict[str, st
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "MODEL_DIR": str(ROOT / "var" / "bench-models"),
-        "LOG_LEVEL": "WARNING",
+        # As in production: a JSON line per request (to a file, see _running).
+        "LOG_LEVEL": "INFO",
+        "LOG_FORMAT": "json",
+        # Plain HTTP on the loopback, as behind a TLS-terminating proxy.
+        "SECURE_SSL_REDIRECT": "false",
         "SESSION_COOKIE_SECURE": "false",
         "CSRF_COOKIE_SECURE": "false",
         **extra,
@@ -60,21 +65,27 @@ def free_port() -> int:
 
 @contextmanager
 def _running(command: list[str], env: dict[str, str], base: str) -> Iterator[str]:
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                requests.get(f"{base}/healthz", timeout=1)
-                break
-            except requests.RequestException:
-                time.sleep(0.2)
-        else:
-            raise RuntimeError("the server did not start")
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
+    # The server's log goes to a file: a pipe nobody reads would stop the server once full.
+    with tempfile.NamedTemporaryFile("w+", prefix="mlserve-bench-", suffix=".log") as log:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + 120  # a loaded machine starts slowly
+            while time.monotonic() < deadline:
+                try:
+                    requests.get(f"{base}/healthz", timeout=1)
+                    break
+                except requests.RequestException:
+                    if process.poll() is not None:
+                        break
+                    time.sleep(0.2)
+            else:
+                raise RuntimeError(f"the server did not start:\n{Path(log.name).read_text()[-4000:]}")
+            if process.poll() is not None:
+                raise RuntimeError(f"the server stopped:\n{Path(log.name).read_text()[-4000:]}")
+            yield base
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
 
 
 @contextmanager

@@ -8,7 +8,7 @@ class InferenceConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
-        from inference import signals
+        from inference import schema, signals  # noqa: F401  schema: registers OpenAPI extensions
         from inference.readiness import models_ready
         from project.health import register_readiness_check
 

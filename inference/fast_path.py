@@ -5,7 +5,8 @@ django-ratelimit, records go through the ORM and the request-log middleware. Thi
 one clients call thousands of times a second, so here, and only here:
 
 1. **Who is asking, and the rate limit, in one Redis round trip.** The authentication class
-   counts the request (INCR, EXPIRE NX) and reads the freshness stamps in one pipeline, then
+   counts the request (INCR, an expiry for a new counter) and reads the freshness stamps in one
+   Lua script (EVALSHA: one command, one round trip, atomic), then
    takes the API key, its user or the JWT's user, and the model version from this worker's
    copies (project/freshness.py), current while the stamps say so. A request refused by
    authentication has its count taken back. The route's own group, `predictions`, has its own
@@ -59,7 +60,7 @@ from inference.idempotency import stored_with_write
 from inference.models import OUTPUTS_HEAD, IdempotencyRecord, ModelVersion, Prediction
 from inference.selectors import MODEL_NAME, model_version_get
 from inference.serializers import ModelTargetSerializer, PredictionCreateSerializer
-from project import freshness
+from project import freshness, metrics
 from project.cache import STORE_ERRORS, shared_cache
 from project.context import RateUsage, context_of
 from project.db import release_connection
@@ -259,6 +260,7 @@ class PredictionThrottle(BaseThrottle):
         usage = context_of(request).rate_usage
         if usage is not None and usage.limited:
             self._wait = usage.reset_seconds
+            metrics.count_refusal(GROUP)
             return False
         return True
 
@@ -292,7 +294,12 @@ def prediction_create(request: Request) -> HttpResponse:
         single=instances is None,
     )
     loaded = runtime.load(
-        pk=model_version.pk, file=model_version.file, sha256=model_version.sha256, classes=model_version.classes
+        pk=model_version.pk,
+        file=model_version.file,
+        sha256=model_version.sha256,
+        classes=model_version.classes,
+        name=model_version.name,
+        version=model_version.version,
     )
     started = time.perf_counter()
     result = loaded.predict(matrix)
@@ -339,6 +346,7 @@ def prediction_create(request: Request) -> HttpResponse:
     claim = context.idempotency_claim
     held = None if claim is None else stored_with_write(claim)
     _write(_Pending(prediction=prediction, log=log, claim=held, answer=body))
+    metrics.count_prediction(model=model_version.name, version=model_version.version, rows=len(rows))
     context.logged = True
     context.idempotency_settled = claim is not None
     return HttpResponse(body, status=201, content_type="application/json")
@@ -534,7 +542,7 @@ def _group_statement() -> str:
 
     An Idempotency-Key's answer is stored only while its request still holds the key (its
     token); a request that lost its key meanwhile gets neither its prediction nor its log row
-    written (RETURNING says which were), and answers 503.
+    written (the statement's answer says which were), and answers 503.
     """
     fields = {"n": "integer"}
     fields |= {f"p_{name}": kind for name, kind in _PREDICTION_COLUMNS.items()}
@@ -551,9 +559,12 @@ def _group_statement() -> str:
         "WHERE item.claim_id IS NOT NULL AND r.id = item.claim_id AND r.token = item.claim_token RETURNING r.id), "
         "kept AS (SELECT * FROM item WHERE item.claim_id IS NULL OR item.claim_id IN (SELECT id FROM settled)), "
         f"predictions AS (INSERT INTO {Prediction._meta.db_table} ({', '.join(prediction_columns)}) "
-        f"SELECT {', '.join(prediction_values)} FROM kept) "
-        f"INSERT INTO {RequestLog._meta.db_table} ({', '.join(_LOG_COLUMNS)}) "
-        f"SELECT {', '.join(f'l_{name}' for name in _LOG_COLUMNS)} FROM kept RETURNING request_id"
+        f"SELECT {', '.join(prediction_values)} FROM kept), "
+        f"logged AS (INSERT INTO {RequestLog._meta.db_table} ({', '.join(_LOG_COLUMNS)}) "
+        f"SELECT {', '.join(f'l_{name}' for name in _LOG_COLUMNS)} FROM kept) "
+        # The reserved prediction ids say which were written: unique, where a request id a client
+        # chose (X-Request-ID) need not be.
+        "SELECT p_id FROM kept"
     )
 
 
@@ -566,16 +577,19 @@ def _insert_group(group: list[_Pending]) -> None:
         _GROUP_SQL = _group_statement()
     records = []
     for n, member in enumerate(group, start=1):
-        record = {"n": n}
+        record: dict[str, Any] = {"n": n}
         record.update({f"p_{name}": member.prediction[name] for name in _PREDICTION_COLUMNS})
         record.update({f"l_{name}": member.log[name] for name in _LOG_COLUMNS})
         if member.claim is not None:
             record["claim_id"], record["claim_token"] = member.claim
             record["answer"] = member.answer.decode()
         records.append(record)
-    params = [dumps(records).decode(), *([member.prediction[name] for member in group] for name in _ARRAYS)]
+    params: list[str | list[Any]] = [
+        dumps(records).decode(),
+        *([member.prediction[name] for member in group] for name in _ARRAYS),
+    ]
     with connection.cursor() as cursor:
         cursor.execute(_GROUP_SQL, params)
         written = {row[0] for row in cursor.fetchall()}
     for member in group:
-        member.written = member.log["request_id"] in written
+        member.written = member.prediction["id"] in written

@@ -33,16 +33,18 @@ import orjson
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.http import HttpResponse, HttpResponseBase
+from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.permissions import authenticated_user
 from inference.models import IdempotencyRecord
 from project.cache import STORE_ERRORS
 from project.context import context_of
 from project.errors import AppError, InvalidInput, ServiceUnavailable
 from project.http import IDEMPOTENCY_KEY_HEADER as HEADER
+from project.http import streamed_parts
 from project.json import dumps
 
 logger = logging.getLogger(__name__)
@@ -103,9 +105,8 @@ def _claim_or_find(
     """The claim, when the key could be taken; else the row that holds it (None: gone meanwhile)."""
     now = timezone.now()
     token = secrets.token_hex(16)
-    params = [user_id, key, fingerprint, token, now + lease, now, now + _lifetime(), cache_lost]
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL, params)
+        cursor.execute(_CLAIM_SQL, [user_id, key, fingerprint, token, now + lease, now, now + _lifetime(), cache_lost])
         row = cursor.fetchone()
     if row is not None:
         return Claim(record_id=row[0], token=token, body_in_cache=body_in_cache)
@@ -164,10 +165,12 @@ def stored_with_write(claim: Claim) -> tuple[int, str]:
     return claim.record_id, claim.token
 
 
-def _settle_when_answered(request: Request, claim: Claim, response: HttpResponseBase) -> HttpResponseBase:
+def _settle_when_answered(
+    request: Request, claim: Claim, response: HttpResponse | StreamingHttpResponse
+) -> HttpResponse | StreamingHttpResponse:
     """Store the answer once it is complete (a stream: once it has been sent), or give the key back."""
     context = context_of(request)
-    if not response.streaming:
+    if not isinstance(response, StreamingHttpResponse):
         body = dumps(response.data) if isinstance(response, Response) else response.content
         if 200 <= response.status_code < 300:
             _store(claim, status=response.status_code, content_type=_content_type(response), body=body)
@@ -189,7 +192,7 @@ def _settle_when_answered(request: Request, claim: Claim, response: HttpResponse
             else:
                 _give_back(claim)
 
-    response.streaming_content = kept_when_finished(response.streaming_content)
+    response.streaming_content = kept_when_finished(streamed_parts(response))
     return response
 
 
@@ -208,7 +211,7 @@ def _begin(request: Request, *, lease: timedelta, texts: bool) -> Claim | HttpRe
     cache_lost = False
     for _attempt in range(3):  # a key given back or expired between the claim and the read: claim again
         found = _claim_or_find(
-            user_id=request.user.pk,
+            user_id=authenticated_user(request).pk,
             key=key,
             fingerprint=fingerprint,
             lease=lease,

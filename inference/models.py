@@ -4,8 +4,13 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+# The OpenAPI document's form (ECMA regex, where $ is the end of the string).
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+# Python's: its $ also matches before a final newline, which let "iris\n" through. \A and \Z are
+# the string's ends (ECMA has no \Z, hence two spellings of the one rule).
+MODEL_NAME_PYTHON_PATTERN = r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z"
 model_name_validator = RegexValidator(
-    r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", "Letters, digits, '.', '_' and '-', starting with a letter or digit."
+    MODEL_NAME_PYTHON_PATTERN, "Letters, digits, '.', '_' and '-', starting with a letter or digit."
 )
 
 

@@ -25,6 +25,7 @@ import sklearn
 from django.conf import settings
 from scipy.special import expit
 
+from project import metrics
 from project.errors import ModelUnavailable
 
 logger = logging.getLogger(__name__)
@@ -73,8 +74,8 @@ def _class_name(estimator: Any) -> str:
 class LoadedModel:
     estimator: Any
     classes: list[Any] | None
-    # The probabilities' keys, made once at load rather than on every request.
-    keys: list[str] | None = field(init=False, default=None)
+    # The probabilities' keys, made once at load rather than on every request (none for a regressor).
+    keys: list[str] = field(init=False, default_factory=list)
     # predict_proba's arithmetic without scikit-learn's per-call checks, where it is proven to
     # give the same numbers (see _LogisticKernel); else None and predict_proba itself.
     kernel: Any = field(init=False, default=None)
@@ -195,8 +196,11 @@ _loaded: dict[_CacheKey, LoadedModel] = {}
 _lock = threading.Lock()
 
 
-def load(*, pk: int, file: str, sha256: str, classes: list[Any] | None) -> LoadedModel:
-    """The model of one registry row, loaded on first use and kept for the process's life."""
+def load(
+    *, pk: int, file: str, sha256: str, classes: list[Any] | None, name: str = "", version: int = 0
+) -> LoadedModel:
+    """The model of one registry row, loaded on first use and kept for the process's life.
+    (`name` and `version` label the load-time metric.)"""
     key = _CacheKey(pk, sha256)
     model = _loaded.get(key)
     if model is not None:
@@ -204,7 +208,9 @@ def load(*, pk: int, file: str, sha256: str, classes: list[Any] | None) -> Loade
     with _lock:  # one thread loads; the others wait for it instead of loading again
         model = _loaded.get(key)
         if model is None:
+            started = time.perf_counter()
             model = _load_verified(model_path(file), sha256, classes)
+            metrics.MODEL_LOAD.labels(name or file, str(version)).observe(time.perf_counter() - started)
             _loaded[key] = model
     return model
 

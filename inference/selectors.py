@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 
-from inference.models import ModelVersion, Prediction, model_name_validator
+from inference.models import MODEL_NAME_PYTHON_PATTERN, ModelVersion, Prediction
 from project.errors import NotFound
 
 _MAX_BIGINT = 2**63 - 1
-MODEL_NAME = re.compile(model_name_validator.regex.pattern)
+MODEL_NAME = re.compile(MODEL_NAME_PYTHON_PATTERN)
 
 
 def model_list() -> QuerySet[ModelVersion]:
@@ -43,7 +43,7 @@ def model_version_get(*, name: str, version: int | None = None) -> ModelVersion:
 
 def prediction_list(
     *,
-    user: AbstractUser,
+    user: User,
     model: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -68,7 +68,7 @@ def prediction_list(
 _SUMMARY_FIELDS = ("id", "model_name", "version", "n_rows", "outputs_head", "created_at", "user__username")
 
 
-def prediction_get(*, user: AbstractUser, pk: int) -> Prediction:
+def prediction_get(*, user: User, pk: int) -> Prediction:
     """One prediction of the user's own (any, for staff), with its model version (to decode its
     arrays); someone else's is NotFound, not 403."""
     if not 0 < pk <= _MAX_BIGINT:

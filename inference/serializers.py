@@ -9,7 +9,7 @@ from rest_framework import serializers
 from inference import storage
 from inference.models import OUTPUTS_HEAD, ModelVersion, Prediction, model_name_validator
 from project.errors import PayloadTooLarge
-from project.fields import StrictCharField, StrictIntegerField
+from project.fields import QueryCharField, QueryDateTimeField, StrictCharField, StrictIntegerField
 
 # --- input --------------------------------------------------------------------------
 
@@ -94,9 +94,14 @@ class PredictionCreateSerializer(ModelTargetSerializer):
 
 
 class PredictionFilterSerializer(serializers.Serializer):
-    model = serializers.CharField(required=False, max_length=100, validators=[model_name_validator])
-    since = serializers.DateTimeField(required=False, help_text="ISO 8601; predictions at or after it.")
-    until = serializers.DateTimeField(required=False, help_text="ISO 8601; predictions before it.")
+    model = QueryCharField(required=False, max_length=100, validators=[model_name_validator])
+    since = QueryDateTimeField(
+        required=False, help_text="ISO 8601; predictions at or after it. In UTC within years 1 to 9999, or a 400."
+    )
+    until = QueryDateTimeField(
+        required=False,
+        help_text="ISO 8601; predictions before it. Not before since; in UTC within years 1 to 9999, or a 400.",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "since" in attrs and "until" in attrs and attrs["since"] > attrs["until"]:
@@ -182,15 +187,18 @@ def prediction_detail_representation(prediction: Prediction) -> dict[str, Any]:
     the answer had (inference/storage.py). At most MAX_BATCH_ROWS rows, one numpy pass each."""
     version = prediction.model_version
     classes = version.classes if version.task == "classification" else None
-    probabilities = prediction.probabilities
+    stored_probabilities = prediction.probabilities
+    probabilities = None
+    if stored_probabilities is not None and classes is not None:  # only a classifier has them
+        probabilities = storage.decode_probabilities(stored_probabilities, classes)
     return {
         "id": prediction.pk,
         "model": prediction.model_name,
         "version": prediction.version,
         "prediction": storage.decode_outputs(prediction.outputs, classes),
-        "probabilities": None if probabilities is None else storage.decode_probabilities(probabilities, classes),
+        "probabilities": probabilities,
         "rows": prediction.n_rows,
-        "user": prediction.user.username if prediction.user_id else None,
+        "user": prediction.user.username if prediction.user is not None else None,
         "created_at": _DATETIME.to_representation(prediction.created_at),
         "inputs": None if prediction.inputs is None else storage.decode_matrix(prediction.inputs, version.n_features),
     }

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
@@ -26,7 +26,7 @@ def model_register(
     *,
     name: str,
     source: Path,
-    registered_by: AbstractUser | None = None,
+    registered_by: User | None = None,
     activate: bool = False,
     feature_names: list[str] | None = None,
     allow_new_shape: bool = False,

@@ -30,6 +30,8 @@ def encode_outputs(*, indices: np.ndarray | None, values: np.ndarray | None, cla
     """A classifier's class indices, or a regressor's values."""
     if classes is not None and indices is not None:
         return np.ascontiguousarray(indices, dtype=class_index_type(classes)).tobytes()
+    if values is None:  # a classifier without indices, or a regressor without values: a bug upstream
+        raise ValueError("no outputs to encode: neither class indices nor values")
     return encode_matrix(values)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import User
 from django.db import DatabaseError
 
 from inference import llm, sentiment
@@ -35,7 +35,7 @@ def _elapsed_ms(started: float) -> float:
 # --- sentiment --------------------------------------------------------------------------
 
 
-def sentiment_create(*, user: AbstractUser, texts: list[str]) -> tuple[SentimentCall, list[dict[str, Any]]]:
+def sentiment_create(*, user: User, texts: list[str]) -> tuple[SentimentCall, list[dict[str, Any]]]:
     """Analyse texts with the configured backend; answers for identical texts come from the cache.
 
     Returns the stored call and one result per text (each with its own `cached` flag).
@@ -61,7 +61,8 @@ def sentiment_create(*, user: AbstractUser, texts: list[str]) -> tuple[Sentiment
             if result.backend == backend or backend == "local":
                 fresh[keys[index]] = answers[index]
         remember_answers(fresh, seconds=settings.RESPONSE_CACHE_SECONDS)
-    results = [{**answer, "cached": i not in missing} for i, answer in enumerate(answers)]
+    # Every text has its answer by now (the zip above is strict): the filter only narrows the type.
+    results = [{**answer, "cached": i not in missing} for i, answer in enumerate(answers) if answer is not None]
     call = SentimentCall.objects.create(
         user=user,
         backend=batch_backend,
@@ -117,7 +118,7 @@ def generation_request(
 
 def _record(
     *,
-    user: AbstractUser,
+    user: User,
     request: GenerationRequest,
     output: str | None,
     finish_reason: str,
@@ -125,7 +126,7 @@ def _record(
     cached: bool,
     started: float,
     error_code: str = "",
-    model: str | None = None,
+    model: object = None,  # as the upstream named it: anything but a non-empty string means request.model
 ) -> Generation:
     store = settings.STORE_TEXTS
     # Tokens spent upstream: none for an answer from the cache. Values the upstream chose are
@@ -164,17 +165,18 @@ def _first_choice(completion: dict[str, Any]) -> tuple[str, str]:
     choice = choices[0] if isinstance(choices, list) and choices else None
     message = choice.get("message") if isinstance(choice, dict) else None
     content = message.get("content") if isinstance(message, dict) else None
-    if not isinstance(message, dict) or not isinstance(content, str | None):
+    if not isinstance(choice, dict) or not isinstance(message, dict) or not isinstance(content, str | None):
         logger.error("upstream answered a completion without a readable first choice")
         raise UpstreamError("The upstream model server answered something malformed.")
     return content or "", _text_or(choice.get("finish_reason"), "")
 
 
-def completion_create(*, user: AbstractUser, request: GenerationRequest) -> CompletionAnswer:
+def completion_create(*, user: User, request: GenerationRequest) -> CompletionAnswer:
     """A non-streaming completion, from the cache when the request is deterministic."""
     started = time.perf_counter()
-    key = cache_key("completion", user=user.pk, **request.params) if request.cacheable else None
-    completion = cached_answer(key) if key else None
+    # The parameters apart: OpenAI's own `user` parameter is one of them.
+    key = cache_key("completion", user=user.pk, params=request.params) if request.cacheable else None
+    completion: dict[str, Any] | None = cached_answer(key) if key else None
     cached = completion is not None
     if completion is None:
         release_connection()
@@ -198,7 +200,7 @@ def completion_create(*, user: AbstractUser, request: GenerationRequest) -> Comp
 
 def completion_stream(
     *,
-    user: AbstractUser,
+    user: User,
     request: GenerationRequest,
     render: StreamRenderer,
     on_finish: Callable[[Generation | None, AppError | None], None] | None = None,
@@ -265,8 +267,10 @@ def completion_stream(
                     failure = DatabaseUnavailable()
             if on_finish is not None:
                 on_finish(generation, failure)
-        if failure is None:
-            yield render.done(generation, usage)
+        if failure is None and generation is not None:  # recorded: else failure says why not
+            done = render.done(generation, usage)
+            if done:
+                yield done
         elif isinstance(failure, DatabaseUnavailable):
             yield render.error(failure)
 

@@ -6,7 +6,7 @@ import functools
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
+from drf_spectacular.utils import OpenApiExample, PolymorphicProxySerializer, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,7 +25,14 @@ from inference.text_serializers import (
     SentimentOneSerializer,
 )
 from project.errors import AppError
-from project.schema import ERROR_RESPONSES
+from project.http import caller
+from project.schema import (
+    ERROR_RESPONSES,
+    IDEMPOTENCY_RESPONSES,
+    UPSTREAM_RESPONSES,
+    body_required,
+    sse_response,
+)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -55,7 +62,7 @@ def _streamed(
 ) -> StreamingHttpResponse:
     """Server-Sent Events from the upstream's stream, its tokens noted for the request log."""
     events = text_services.completion_stream(
-        user=request.user, request=generation, render=render, on_finish=functools.partial(_stream_finished, request)
+        user=caller(request), request=generation, render=render, on_finish=functools.partial(_stream_finished, request)
     )
     response = StreamingHttpResponse(events, content_type="text/event-stream")
     for name, value in SSE_HEADERS.items():
@@ -79,6 +86,10 @@ class SentimentViewSet(viewsets.GenericViewSet):
     @extend_schema(
         summary="Sentiment of one text or a batch",
         request=SentimentCreateSerializer,
+        examples=[
+            OpenApiExample("One text", value={"text": "I love this phone."}, request_only=True),
+            OpenApiExample("A batch", value={"texts": ["Great service!", "Never again."]}, request_only=True),
+        ],
         responses={
             201: PolymorphicProxySerializer(
                 component_name="SentimentAnswer",
@@ -86,15 +97,18 @@ class SentimentViewSet(viewsets.GenericViewSet):
                 resource_type_field_name=None,
             ),
             **ERROR_RESPONSES,
+            **IDEMPOTENCY_RESPONSES,
+            **UPSTREAM_RESPONSES,
         },
     )
+    @body_required
     @idempotent(lease_setting=_sentiment_lease, texts=True)
     def create(self, request: Request) -> Response:
         params = SentimentCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
         texts = data["texts"] if "texts" in data else [data["text"]]
-        call, results = text_services.sentiment_create(user=request.user, texts=texts)
+        call, results = text_services.sentiment_create(user=caller(request), texts=texts)
         note_usage(request, prompt_tokens=call.prompt_tokens, completion_tokens=call.completion_tokens)
         body = {"id": call.pk, "results": results} if "texts" in data else {"id": call.pk, **results[0]}
         return Response(body, status=status.HTTP_201_CREATED)
@@ -106,8 +120,25 @@ class GenerationViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Generate text (with stream: true, Server-Sent Events: `delta` events then `done`)",
+        description="400 also when prompt and system together are over the prompt limit.",
         request=GenerationCreateSerializer,
-        responses={201: GenerationSerializer, **ERROR_RESPONSES},
+        examples=[
+            OpenApiExample(
+                "A generation", value={"prompt": "A haiku about the sea.", "max_tokens": 64}, request_only=True
+            ),
+            OpenApiExample("Streamed", value={"prompt": "A haiku about the sea.", "stream": True}, request_only=True),
+        ],
+        responses={
+            201: GenerationSerializer,
+            (200, "text/event-stream"): sse_response(
+                events=["delta", "done", "error"],
+                description='With "stream": true: `delta` events ({"text"}), then `done` ({"id", "model", '
+                '"finish_reason", "usage", "cached"}), or `error` ({"error": {...}}) if the upstream fails midway.',
+            ),
+            **ERROR_RESPONSES,
+            **IDEMPOTENCY_RESPONSES,
+            **UPSTREAM_RESPONSES,
+        },
     )
     @idempotent(lease_setting="IDEMPOTENCY_UPSTREAM_LEASE_SECONDS", texts=True)
     def create(self, request: Request) -> Response | StreamingHttpResponse:
@@ -120,7 +151,7 @@ class GenerationViewSet(viewsets.GenericViewSet):
         )
         if stream:
             return _streamed(request, generation, text_services.GenerationEvents())
-        answer = text_services.completion_create(user=request.user, request=generation)
+        answer = text_services.completion_create(user=caller(request), request=generation)
         _note_tokens(request, answer.generation)
         body = {
             "id": answer.generation.pk,
@@ -136,7 +167,9 @@ class GenerationViewSet(viewsets.GenericViewSet):
 class OpenAIModelsView(APIView):
     """GET /v1/models: the upstream's models, in OpenAI's shape."""
 
-    @extend_schema(summary="OpenAI-compatible: list models", responses={200: dict, **ERROR_RESPONSES})
+    @extend_schema(
+        summary="OpenAI-compatible: list models", responses={200: dict, **ERROR_RESPONSES, **UPSTREAM_RESPONSES}
+    )
     def get(self, request: Request) -> Response:
         return Response({"object": "list", "data": llm.models_list()})
 
@@ -149,8 +182,31 @@ class OpenAIChatCompletionsView(APIView):
 
     @extend_schema(
         summary="OpenAI-compatible: chat completion (stream: true for Server-Sent Events)",
+        description="400 also when the messages hold more than the prompt limit of characters in all, or when "
+        "the upstream refuses the request (an unknown model, too long a prompt for its context).",
         request=ChatCompletionSerializer,
-        responses={200: dict, **ERROR_RESPONSES},
+        examples=[
+            OpenApiExample("A chat", value={"messages": [{"role": "user", "content": "Hello!"}]}, request_only=True),
+            OpenApiExample(
+                "Streamed, with usage",
+                value={
+                    "messages": [{"role": "user", "content": "Hello!"}],
+                    "stream": True,
+                    "stream_options": {"include_usage": True},
+                },
+                request_only=True,
+            ),
+        ],
+        responses={
+            (200, "application/json"): dict,
+            (200, "text/event-stream"): sse_response(
+                events=["message"],
+                description='With "stream": true: OpenAI\'s chat.completion.chunk objects, then [DONE].',
+            ),
+            **ERROR_RESPONSES,
+            **IDEMPOTENCY_RESPONSES,
+            **UPSTREAM_RESPONSES,
+        },
     )
     @idempotent(lease_setting="IDEMPOTENCY_UPSTREAM_LEASE_SECONDS", texts=True)
     def post(self, request: Request) -> Response | StreamingHttpResponse:
@@ -164,6 +220,6 @@ class OpenAIChatCompletionsView(APIView):
         generation = text_services.GenerationRequest(route="chat.completions", params=data, stream=stream)
         if stream:
             return _streamed(request, generation, text_services.OpenAIEvents(include_usage=include_usage))
-        answer = text_services.completion_create(user=request.user, request=generation)
+        answer = text_services.completion_create(user=caller(request), request=generation)
         _note_tokens(request, answer.generation)
         return Response(answer.completion)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpResponse
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from inference import fast_path, selectors
 from inference.idempotency import idempotent
+from inference.models import MODEL_NAME_PATTERN
 from inference.serializers import (
     ModelSerializer,
     PredictionCreateSerializer,
@@ -21,15 +22,32 @@ from inference.serializers import (
     PredictionSummarySerializer,
     prediction_detail_representation,
 )
+from project.http import caller
 from project.pagination import NewestFirstPagination, NumberedPagination
-from project.schema import ERROR_RESPONSES
+from project.schema import ERROR_RESPONSES, IDEMPOTENCY_RESPONSES, body_required
+
+# The documented examples: the demo models' (python manage.py train_demo_models).
+_IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
+_IRIS_NAMES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
 
 
 @extend_schema_view(
     list=extend_schema(
         summary="List models (their active versions)", responses={200: ModelSerializer, **ERROR_RESPONSES}
     ),
-    retrieve=extend_schema(summary="One model by name", responses={200: ModelSerializer, **ERROR_RESPONSES}),
+    retrieve=extend_schema(
+        summary="One model by name",
+        parameters=[
+            OpenApiParameter(
+                "name",
+                str,
+                OpenApiParameter.PATH,
+                pattern=MODEL_NAME_PATTERN,
+                examples=[OpenApiExample("iris", value="iris")],
+            )
+        ],
+        responses={200: ModelSerializer, **ERROR_RESPONSES},
+    ),
 )
 class ModelViewSet(viewsets.GenericViewSet):
     serializer_class = ModelSerializer
@@ -38,7 +56,7 @@ class ModelViewSet(viewsets.GenericViewSet):
     lookup_value_regex = r"[^/]+"
 
     def list(self, request: Request) -> Response:
-        page = self.paginate_queryset(selectors.model_list())
+        page = self.paginate_queryset(selectors.model_list()) or []  # None only without pagination_class
         versions = selectors.model_versions_by_name(names=[m.name for m in page])
         return self.get_paginated_response(ModelSerializer(page, many=True, context={"versions": versions}).data)
 
@@ -51,8 +69,21 @@ class ModelViewSet(viewsets.GenericViewSet):
 @extend_schema_view(
     create=extend_schema(
         summary="Run a model on one row or a batch, and store the prediction",
+        description="400 also when a row does not fit the model: its length is not the model's n_features, its "
+        "names are not the model's feature_names, or its values are outside what the model can compute.",
         request=PredictionCreateSerializer,
-        responses={201: PredictionSerializer, **ERROR_RESPONSES},
+        examples=[
+            OpenApiExample("One row", value={"model": "iris", "features": _IRIS_ROW}, request_only=True),
+            OpenApiExample(
+                "One row, by feature name",
+                value={"model": "iris", "features": dict(zip(_IRIS_NAMES, _IRIS_ROW, strict=True))},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "A batch", value={"model": "iris", "instances": [_IRIS_ROW, [6.7, 3.0, 5.2, 2.3]]}, request_only=True
+            ),
+        ],
+        responses={201: PredictionSerializer, **ERROR_RESPONSES, **IDEMPOTENCY_RESPONSES},
     ),
     list=extend_schema(
         summary="Your predictions, newest first (staff: everyone's)",
@@ -72,7 +103,7 @@ class PredictionViewSet(viewsets.GenericViewSet):
         # The OpenAPI generator documents the stock classes: they take the same credentials.
         if self.request is None or getattr(self, "swagger_fake_view", False):
             return False
-        return self.action_map.get(self.request.method.lower()) == "create"
+        return self.action_map.get((self.request.method or "").lower()) == "create"
 
     def get_authenticators(self) -> list[Any]:
         # Creating is the one route with its own authentication and throttle (inference/fast_path.py).
@@ -81,6 +112,7 @@ class PredictionViewSet(viewsets.GenericViewSet):
     def get_throttles(self) -> list[Any]:
         return [fast_path.PredictionThrottle()] if self._creating() else super().get_throttles()
 
+    @body_required
     @idempotent(lease_setting="IDEMPOTENCY_LEASE_SECONDS")
     def create(self, request: Request) -> HttpResponse:
         return fast_path.prediction_create(request)
@@ -88,10 +120,10 @@ class PredictionViewSet(viewsets.GenericViewSet):
     def list(self, request: Request) -> Response:
         filters = PredictionFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        page = self.paginate_queryset(selectors.prediction_list(user=request.user, **filters.validated_data))
+        page = self.paginate_queryset(selectors.prediction_list(user=caller(request), **filters.validated_data))
         summaries = PredictionSummarySerializer(page, many=True, context={"request": request})
         return self.get_paginated_response(summaries.data)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        prediction = selectors.prediction_get(user=request.user, pk=int(pk))
+        prediction = selectors.prediction_get(user=caller(request), pk=int(pk))
         return Response(prediction_detail_representation(prediction))

@@ -6,6 +6,7 @@ from functools import cached_property
 
 from django.contrib import admin
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 
@@ -21,7 +22,10 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return self.object_list[: self.COUNT_CAP].count()
+        objects = self.object_list
+        if isinstance(objects, QuerySet):  # always, from the admin's change lists
+            return objects[: self.COUNT_CAP].count()
+        return min(len(objects), self.COUNT_CAP)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -7,11 +7,11 @@ friends, for requests that never reach a DRF view.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.db import InterfaceError, OperationalError
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -20,6 +20,8 @@ from rest_framework.views import set_rollback
 from project.errors import AppError, DatabaseUnavailable, PayloadTooLarge, error_body
 
 logger = logging.getLogger(__name__)
+
+_R = TypeVar("_R", bound=HttpResponseBase)
 
 
 # DRF's exception classes answer with their own codes; these names are the contract's.
@@ -54,15 +56,16 @@ def plain_details(value: Any) -> Any:
 def _from_drf(exc: drf.APIException) -> tuple[int, str, str, dict[str, Any]]:
     code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
     if isinstance(exc, drf.ValidationError):
-        detail = exc.detail
-        details = plain_details(detail if isinstance(detail, dict) else {"non_field_errors": detail})
+        errors = exc.detail
+        details = plain_details(errors if isinstance(errors, dict) else {"non_field_errors": errors})
         return exc.status_code, code, "Invalid input.", details
     detail = exc.detail
+    message: object = detail
     if isinstance(detail, dict):  # simplejwt's InvalidToken carries a dict with its own "detail"
-        detail = detail.get("detail", "")
+        message = detail.get("detail", "")
     elif isinstance(detail, list):
-        detail = detail[0] if detail else ""
-    return exc.status_code, code, str(detail), {}
+        message = detail[0] if detail else ""
+    return exc.status_code, code, str(message), {}
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
@@ -95,15 +98,18 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         status, code, message, details = 500, "internal_error", "Internal server error.", {}
 
     set_rollback()
-    response = Response(error_body(code, message, details), status=status, headers=headers)
-    response.error_code = code  # read by the request log
+    return _with_error_code(Response(error_body(code, message, details), status=status, headers=headers), code)
+
+
+def _with_error_code(response: _R, code: str) -> _R:
+    """The response, marked with its error's code for the request log and the request's log line
+    (analytics.recording and project.request_telemetry read it back with getattr)."""
+    response.error_code = code  # type: ignore[attr-defined]  # our own attribute on Django's response
     return response
 
 
 def json_error(request: HttpRequest, status: int, code: str, message: str) -> JsonResponse:
-    response = JsonResponse(error_body(code, message), status=status)
-    response.error_code = code
-    return response
+    return _with_error_code(JsonResponse(error_body(code, message), status=status), code)
 
 
 @csrf_exempt  # an unknown API path is a 404 for any method, never a CSRF page

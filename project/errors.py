@@ -55,7 +55,7 @@ class ServiceUnavailable(AppError):
 class ModelUnavailable(ServiceUnavailable):
     code = "model_unavailable"
     default_message = "The model cannot be loaded."
-    retryable = False  # a missing or tampered file stays so until an operator acts
+    retryable: bool | None = False  # a missing or tampered file stays so until an operator acts
 
 
 class BackendNotConfigured(ServiceUnavailable):

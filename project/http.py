@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from functools import cache
 
 from django.conf import settings
-from django.http import HttpRequest
+from django.contrib.auth.models import User
+from django.http import HttpRequest, StreamingHttpResponse
+from rest_framework.request import Request
 
 from project.errors import InvalidInput
+
+
+def caller(request: Request) -> User:
+    """Who is calling a route behind IsAuthenticated: a User, though DRF's types allow an
+    anonymous one (a route that lets anonymous callers through must not use this)."""
+    user = request.user
+    if not isinstance(user, User):
+        raise TypeError("caller() on a route that lets anonymous callers through")
+    return user
+
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -48,6 +61,15 @@ def client_ip(request: HttpRequest) -> str:
         if not any(address in network for network in networks):
             return str(address)
     return str(remote)
+
+
+def streamed_parts(response: StreamingHttpResponse) -> Iterator[bytes]:
+    """A streamed answer's parts, for middleware that wraps them in a generator of its own. The
+    app runs under WSGI, so every stream is a plain iterator; an async one would be a bug."""
+    content = response.streaming_content
+    if not isinstance(content, Iterator):
+        raise TypeError("an asynchronous stream cannot be served here (the app runs under WSGI)")
+    return content
 
 
 IDEMPOTENCY_KEY_HEADER = "HTTP_IDEMPOTENCY_KEY"

@@ -10,6 +10,7 @@ which overflows the stack well below orjson's own limit of 1,024), or holds a NU
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from itertools import chain
 from typing import Any
@@ -114,7 +115,7 @@ def _check_structure(data: Any) -> None:
 class JSONParser(BaseParser):
     media_type = "application/json"
 
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: dict | None = None) -> Any:
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         limit = settings.MAX_REQUEST_BODY_BYTES
         raw = stream.read(limit + 1) if stream is not None else b""
         request = (parser_context or {}).get("request")
@@ -146,7 +147,9 @@ class JSONRenderer(BaseRenderer):
     format = "json"
     charset = None  # JSON is UTF-8 by definition
 
-    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: dict | None = None) -> bytes:
+    def render(
+        self, data: Any, accepted_media_type: str | None = None, renderer_context: Mapping[str, Any] | None = None
+    ) -> bytes:
         if data is None:
             return b""
         return dumps(data)

@@ -19,9 +19,13 @@ import sys
 
 from granian import Granian
 from granian.constants import Interfaces
+from granian.server import MPServer, MTServer
+
+from project import metrics_directory
+from project.dotenv import read_dotenv
 
 
-def server() -> Granian:
+def server() -> MPServer | MTServer:  # Granian is one or the other, as granian was built
     host, _, port = os.environ.get("BIND", "0.0.0.0:8000").rpartition(":")
     return Granian(
         "project.wsgi:application",
@@ -44,7 +48,12 @@ def main() -> None:
     if os.environ.get("MALLOC_ARENA_MAX") is None:  # read by glibc at process start: start again with it
         environment = {**os.environ, "MALLOC_ARENA_MAX": "2"}
         os.execve(sys.executable, [sys.executable, "-m", "project.serve"], environment)  # noqa: S606
-    server().serve()
+    read_dotenv()  # this server's own variables may be there too
+    directory = metrics_directory.share_between_workers()  # before any worker starts
+    try:
+        server().serve()
+    finally:
+        metrics_directory.remove(directory)
 
 
 if __name__ == "__main__":

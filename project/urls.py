@@ -8,7 +8,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from project import error_handlers as errors
-from project import health
+from project import health, metrics
 
 api_v1 = [
     path("", include("accounts.urls")),
@@ -23,6 +23,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("admin/analytics/", include("analytics.admin_urls")),
     path("admin/", admin.site.urls),
     # Anything else under the API prefixes: a JSON 404, in DEBUG too (handler404 is not used then).

@@ -88,9 +88,12 @@ def gunicorn_server(committed_demo_models, tmp_path):
     servers stop when the test ends."""
     processes: list[subprocess.Popen] = []
 
-    def start(workers: int = 4, production_config: bool = False, **env_overrides: str) -> str:
-        """Plain gunicorn workers by default; with production_config, the production server
-        (project/serve.py: granian, threaded)."""
+    def start(
+        workers: int = 4, production_config: bool = False, gunicorn_config: bool = False, **env_overrides: str
+    ) -> str:
+        """Plain gunicorn workers by default; with gunicorn_config, gunicorn under
+        project/gunicorn.py; with production_config, the production server (project/serve.py:
+        granian, threaded)."""
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -111,9 +114,11 @@ def gunicorn_server(committed_demo_models, tmp_path):
         else:
             command = [sys.executable, "-m", "gunicorn", "project.wsgi:application", "--workers", str(workers)]
             command += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
+            if gunicorn_config:
+                command += ["--config", "python:project.gunicorn"]
         processes.append(subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=log))
         base_url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # the machine may be loaded: be generous
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(f"{base_url}/healthz", timeout=1) as response:

@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db.backends.base.base import NO_DB_ALIAS
 from django.db.backends.postgresql import base
 
 _RETURNED_AT = "_mlserve_returned_at"
@@ -46,9 +47,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def pool(self) -> Any:
         """Django 5.2's pool property, with the check above instead of a check on every use."""
         pool_options = self.settings_dict["OPTIONS"].get("pool")
-        if self.alias == base.NO_DB_ALIAS or not pool_options:
+        if self.alias == NO_DB_ALIAS or not pool_options:
             return None
-        if self.alias not in self._connection_pools:
+        # Django's own pools, one per alias (private, used on purpose): its close_pool() finds ours there.
+        pools: dict[str, Any] = self._connection_pools  # type: ignore[attr-defined]  # private, not in the stubs
+        if self.alias not in pools:
             if self.settings_dict.get("CONN_MAX_AGE", 0) != 0:
                 raise ImproperlyConfigured("Pooling doesn't support persistent connections.")
             from psycopg_pool import ConnectionPool
@@ -58,14 +61,14 @@ class DatabaseWrapper(base.DatabaseWrapper):
             pool = ConnectionPool(
                 kwargs=connect_kwargs,
                 open=False,  # not in the process that imports this (gunicorn's master): in each worker
-                configure=self._configure_connection,
+                configure=self._configure_connection,  # type: ignore[attr-defined]  # private: Django's pool uses it
                 check=_check_when_in_doubt if self.settings_dict["CONN_HEALTH_CHECKS"] else None,
                 **({} if pool_options is True else pool_options),
             )
-            self._connection_pools.setdefault(self.alias, pool)
-        return self._connection_pools[self.alias]
+            pools.setdefault(self.alias, pool)
+        return pools[self.alias]
 
     def _close(self) -> None:
         if self.connection is not None and self.pool:
             setattr(self.connection, _RETURNED_AT, time.monotonic())
-        super()._close()
+        super()._close()  # type: ignore[misc]  # Django's private hook, absent from its stubs

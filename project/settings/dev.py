@@ -1,7 +1,7 @@
 """Development: starts with no configuration at all (SQLite, local-memory cache)."""
 
 from .base import *  # noqa: F403
-from .base import BASE_DIR, REDIS_URL, SECRET_KEY, env
+from .base import BASE_DIR, LOG_LEVEL, REDIS_URL, SECRET_KEY, env, logging_config
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 # A throwaway key so `make run` needs nothing; production refuses to start without one.
@@ -19,3 +19,7 @@ if not REDIS_URL:
     # django-ratelimit refuses a non-shared cache (E003); that refusal is right for every
     # multi-process deployment, so it is silenced here only, never in test or prod settings.
     SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
+
+# Plain lines in a terminal, unless asked otherwise.
+LOG_FORMAT = env.str("LOG_FORMAT", default="console")
+LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL)

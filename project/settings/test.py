@@ -1,7 +1,7 @@
 """Tests: the real PostgreSQL and Redis, as in production."""
 
 from .base import *  # noqa: F403
-from .base import env, postgresql_pool
+from .base import LOG_LEVEL, env, logging_config, postgresql_pool
 
 SECRET_KEY = "test-only-key-long-enough-for-hmac-sha256-signing"  # noqa: S105
 DEBUG = False
@@ -30,3 +30,6 @@ STORAGES = {
 # Static files straight from the apps (no collectstatic step); production collects them.
 STATIC_ROOT = None
 WHITENOISE_USE_FINDERS = True
+
+LOG_FORMAT = env.str("LOG_FORMAT", default="console")
+LOGGING = logging_config(log_format=LOG_FORMAT, level=LOG_LEVEL)

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -220,6 +220,12 @@ def test_csv(client_for, staff, seeded):
         (SUMMARY, {"end": "2026-02-30T00:00:00Z"}, "end"),
         (SUMMARY, {"start": "2020-01-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"}, "start"),
         (USAGE, {"group_by": "user", "format": "csv", "interval": "fortnight"}, "interval"),
+        # Given empty is given wrong, not left out.
+        (SUMMARY, {"start": ""}, "start"),
+        (USAGE, {"end": ""}, "end"),
+        (USAGE, {"interval": ""}, "interval"),
+        (USAGE, {"group_by": ""}, "group_by"),
+        (USAGE, {"format": ""}, "format"),
     ],
 )
 def test_bad_parameters_are_400(client_for, staff, route, params, field):
@@ -343,3 +349,15 @@ def test_csv_cells_that_a_spreadsheet_would_run_are_made_text(client_for, staff,
     assert len([g for g in groups if g != "no key"]) == 4
     assert all(not group.startswith(("=", "+", "-", "@")) for group in groups)
     assert any(group.startswith("'=HYPERLINK") for group in groups)
+
+
+@pytest.mark.parametrize("moment", ["2026-01-01T10:00:00Z", "2026-01-01T10:30:00Z"])
+@pytest.mark.parametrize("route", [SUMMARY, USAGE])
+def test_a_period_that_starts_where_it_ends_is_answered(client_for, staff, route, moment):
+    """start == end is a period like any other: empty on the hour, else the hour it falls in."""
+    response = client_for(staff).get(route, {"start": moment, "end": moment})
+    assert response.status_code == 200, response.content
+    body = response.json()
+    hour = datetime(2026, 1, 1, 10, tzinfo=UTC)
+    assert datetime.fromisoformat(body["start"]) == hour
+    assert datetime.fromisoformat(body["end"]) == hour + timedelta(hours=0 if moment.endswith("10:00:00Z") else 1)

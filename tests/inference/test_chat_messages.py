@@ -76,3 +76,10 @@ def test_tool_calls_count_towards_the_prompt_limit(client_for, alice, fake_opena
     response = client_for(alice).post(CHAT, {"messages": messages}, format="json")
     assert response.status_code == 400
     assert "messages" in response.json()["error"]["details"]
+
+
+def test_no_messages_is_a_400(client_for, alice, fake_openai):
+    response = client_for(alice).post(CHAT, {"messages": []}, format="json")
+    assert response.status_code == 400
+    assert "messages" in response.json()["error"]["details"]
+    assert fake_openai.completion_calls() == []

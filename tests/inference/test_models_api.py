@@ -44,3 +44,9 @@ def test_list_pages(client_for, alice):
     assert len(response.json()["results"]) == 1
     assert response.json()["next"]
     assert client_for(alice).get(MODELS, {"page": 99}).status_code == 400
+    assert client_for(alice).get(MODELS, {"page_size": 100_000}).json()["next"] is None  # at most 500 a page
+    assert client_for(alice).get(MODELS, {"page": "last", "page_size": 1}).json()["previous"]
+    for bad in ({"page": ""}, {"page": "0"}, {"page": "one"}, {"page_size": "null"}):
+        response = client_for(alice).get(MODELS, bad)
+        assert response.status_code == 400, bad
+        assert set(response.json()["error"]["details"]) == set(bad), bad

@@ -100,6 +100,17 @@ def test_deterministic_requests_are_cached(sdk, fake_openai):
     assert list(Generation.objects.order_by("id").values_list("cached", flat=True)) == [False, True]
 
 
+def test_openais_own_user_parameter_is_cached_as_a_parameter(sdk, fake_openai):
+    """`user` (the end user, as OpenAI's API has it) is one more parameter of the cached answer,
+    not the owner of it (found by tests/project/test_contract_fuzz.py: it was a 500)."""
+    for end_user in ("end-user-1", "end-user-1", "end-user-2"):
+        sdk.chat.completions.create(
+            model="fake-gpt", messages=[{"role": "user", "content": "same"}], temperature=0, user=end_user
+        )
+    assert len(fake_openai.completion_calls()) == 2
+    assert list(Generation.objects.order_by("id").values_list("cached", flat=True)) == [False, True, False]
+
+
 def test_the_sdk_does_not_retry_what_a_retry_cannot_fix(live_server, alice, settings):
     """A 503 for a missing backend is no outage: the answer says x-should-retry: false, and the
     SDK (two retries allowed) asks once. Both routes say it in the same words."""

@@ -283,6 +283,19 @@ def test_list_filters_by_model_and_period(client_for, alice):
         ({"since": "yesterday"}, "since"),
         ({"until": "2026-13-45T00:00:00Z"}, "until"),
         ({"since": "2026-02-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "until"),
+        # Valid ISO 8601, but before year 1 once in UTC, or after 9999.
+        ({"since": "0001-01-01T01:00:00+01:01"}, "since"),
+        ({"until": "9999-12-31T23:00:00-01:00"}, "until"),
+        # Given empty is given wrong, not left out (DRF would drop the filter).
+        ({"until": ""}, "until"),
+        ({"model": ""}, "model"),
+        # DRF would take any of these as the default page size.
+        ({"page_size": "null"}, "page_size"),
+        ({"page_size": "0"}, "page_size"),
+        ({"page_size": "-5"}, "page_size"),
+        ({"page_size": ""}, "page_size"),
+        ({"cursor": ""}, "cursor"),
+        ({"cursor": "\x15"}, "cursor"),
     ],
 )
 def test_bad_filters_are_400(client_for, alice, params, field):

@@ -66,13 +66,15 @@ def test_predictions_keep_their_speed_during_50_slow_generations(gunicorn_server
         thread.join()
     assert statuses == [201] * GENERATIONS
     # ...and at their normal speed: the median within a small multiple of the baseline measured
-    # a moment before in the same run (no absolute times: the machine is shared and noisy).
+    # a moment before in the same run (no absolute times: the machine is shared and noisy, and
+    # at load 4 on two cores x3.2 was seen). Starved predictions would wait for the upstream's
+    # 4 s: a ratio in the hundreds.
     ratio = statistics.median(under_load) / statistics.median(baseline)
     print(
         f"prediction p50: {statistics.median(baseline) * 1000:.1f} ms idle, "
         f"{statistics.median(under_load) * 1000:.1f} ms under load (x{ratio:.2f})"
     )
-    assert ratio < 3
+    assert ratio < 5
 
 
 def test_streams_arrive_as_they_are_made_under_the_production_server(gunicorn_server, alice, fake_openai):

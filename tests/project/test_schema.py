@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from django.conf import settings
 from drf_spectacular.validation import validate_schema
 
 # Requests under /api/ write a request-log row.
@@ -147,6 +149,71 @@ def test_prediction_detail_documents_its_answer(schema):
     assert {"id", "model", "version", "prediction"} <= set(json_body(schema, detail["responses"]["200"])["properties"])
 
 
+def test_a_prediction_body_holds_exactly_one_of_features_and_instances(schema):
+    create = operation(schema, "/api/v1/predictions/", "post")
+    assert create["requestBody"]["required"] is True  # no field is required on its own, the body is
+    body = json_body(schema, create["requestBody"])
+    assert body["oneOf"] == [{"required": ["features"]}, {"required": ["instances"]}]
+    assert body["properties"]["instances"]["minItems"] == 1
+    assert body["properties"]["instances"]["maxItems"] == settings.MAX_BATCH_ROWS
+
+
+def test_a_sentiment_body_holds_exactly_one_of_text_and_texts_neither_null(schema):
+    create = operation(schema, "/api/v1/sentiment/", "post")
+    assert create["requestBody"]["required"] is True
+    body = json_body(schema, create["requestBody"])
+    assert body["oneOf"] == [{"required": ["text"]}, {"required": ["texts"]}]
+    texts = body["properties"]["texts"]
+    assert (texts["type"], texts["minItems"], texts["maxItems"]) == ("array", 1, settings.SENTIMENT_MAX_TEXTS)
+    assert not texts.get("nullable") and not body["properties"]["text"].get("nullable")
+
+
+def test_chat_completions_need_a_message_and_take_null_for_the_optional_parameters(schema):
+    body = json_body(schema, operation(schema, "/v1/chat/completions", "post")["requestBody"])
+    assert body["properties"]["messages"]["minItems"] == 1
+    for name in ("stop", "tools", "tool_choice", "response_format", "max_tokens", "temperature", "stream"):
+        assert body["properties"][name].get("nullable") is True, name
+
+
+def test_streams_are_documented_as_server_sent_events(schema):
+    generation = operation(schema, "/api/v1/generations/", "post")["responses"]
+    assert set(generation["201"]["content"]) == {"application/json"}
+    assert set(generation["200"]["content"]) == {"text/event-stream"}
+    chat = operation(schema, "/v1/chat/completions", "post")["responses"]
+    assert set(chat["200"]["content"]) == {"application/json", "text/event-stream"}
+
+
+def _request_strings(schema: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every string a client sends: in request bodies' components and in query parameters."""
+    stack: list[tuple[str, Any]] = [
+        (name, component) for name, component in schema["components"]["schemas"].items() if name.endswith("Request")
+    ]
+    for path, methods in schema["paths"].items():
+        for method, op in methods.items():
+            stack += [
+                (f"{method} {path} ?{p['name']}", p["schema"]) for p in op.get("parameters", []) if p["in"] == "query"
+            ]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, dict):
+            free_text = node.get("type") == "string" and not {"enum", "format"} & set(node)
+            if free_text and node.get("maxLength") != 0:  # "" (a blank field's alternative) holds no NUL
+                yield where, node
+            stack += [(f"{where}.{key}", value) for key, value in node.items() if key != "enum"]
+        elif isinstance(node, list):
+            stack += [(where, item) for item in node]
+
+
+def test_no_request_string_admits_a_nul(schema):
+    """The JSON parser refuses a NUL anywhere in a body (PostgreSQL can store none): every request
+    string's pattern says so."""
+    strings = list(_request_strings(schema))
+    assert len(strings) > 20
+    for where, node in strings:
+        assert "pattern" in node, where
+        assert re.search(node["pattern"], "a\x00b") is None, where
+
+
 # --- errors and authentication -------------------------------------------------------------------
 
 
@@ -167,6 +234,13 @@ def assert_error_shape(schema: dict[str, Any], response: dict[str, Any]) -> None
         ("/api/v1/auth/token/", "post", {"400", "401"}),
         ("/api/v1/auth/token/refresh/", "post", {"400", "401"}),
         ("/api/v1/auth/logout/", "post", {"400", "401"}),
+        ("/api/v1/api-keys/", "get", {"400", "401"}),
+        ("/api/v1/api-keys/", "post", {"400", "401", "403"}),
+        ("/api/v1/sentiment/", "post", {"400", "401", "409", "413", "422"}),
+        ("/api/v1/generations/", "post", {"400", "401", "409", "422", "502", "503", "504"}),
+        ("/v1/chat/completions", "post", {"400", "401", "409", "422", "502", "503", "504"}),
+        ("/v1/models", "get", {"401", "502", "503", "504"}),
+        ("/api/v1/analytics/usage/", "get", {"400", "401"}),
     ],
 )
 def test_error_answers_are_documented_in_the_one_error_shape(schema, path, method, statuses):

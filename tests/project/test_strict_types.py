@@ -89,3 +89,41 @@ def test_api_key_fields_take_their_own_types_only(client_for, staff, alice, body
     response = client_for(staff).post("/api/v1/api-keys/", body, format="json")
     assert response.status_code == 400, response.content
     assert field in response.json()["error"]["details"]
+
+
+@pytest.mark.parametrize(
+    ("message", "field"),
+    [
+        ({"role": "tool", "content": "42", "tool_call_id": " " + "c" * 100}, "tool_call_id"),
+        ({"role": "user", "content": "hi", "name": "n" * 64 + " "}, "name"),
+    ],
+)
+def test_a_string_is_measured_as_sent_not_as_trimmed(client_for, alice, fake_openai, message, field):
+    """The OpenAPI document's maxLength is the string's as sent: whitespace at its ends counts
+    (found by tests/project/test_contract_fuzz.py: DRF measured after trimming)."""
+    response = client_for(alice).post(CHAT, {"messages": [message]}, format="json")
+    assert response.status_code == 400, response.content
+    assert field in response.json()["error"]["details"]["messages"]["0"]
+    assert fake_openai.completion_calls() == []
+    within = {**message, field: message[field][:-1]}
+    assert client_for(alice).post(CHAT, {"messages": [within]}, format="json").status_code == 200
+
+
+@pytest.mark.parametrize("model", [" iris", "iris ", "iris\n"])
+def test_a_model_name_is_judged_as_sent(client_for, alice, model):
+    """Not trimmed into a name that exists: the document's pattern refuses it, and so do we."""
+    response = client_for(alice).post(PREDICTIONS, {"model": model, "features": [1, 2, 3, 4]}, format="json")
+    assert response.status_code in (400, 404), response.content
+    assert not Prediction.objects.exists()
+    response = client_for(alice).get(PREDICTIONS, {"model": model})
+    assert response.status_code == 400, response.content
+    assert "model" in response.json()["error"]["details"]
+
+
+@pytest.mark.parametrize("rate", [" 5/m", "5/m\n", "\u0665/m"])
+def test_a_rate_is_judged_as_sent(client_for, staff, alice, rate):
+    """Not trimmed, matched whole, in ASCII digits: as the document's pattern says."""
+    body = {"user": alice.username, "name": "spaced", "rate": rate}
+    response = client_for(staff).post("/api/v1/api-keys/", body, format="json")
+    assert response.status_code == 400, response.content
+    assert "rate" in response.json()["error"]["details"]

@@ -1,7 +1,7 @@
 import time
 from datetime import datetime
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
 from analytics.aggregation import AggregationError, usage_aggregate
@@ -13,7 +13,7 @@ class Command(BaseCommand):
         "the same time as another run; run it every minute or so (--every 60) in production."
     )
 
-    def add_arguments(self, parser: object) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--since", help="Recompute from this ISO 8601 time (default: where the last run got to).")
         parser.add_argument("--every", type=float, help="Keep running, once every this many seconds.")
 

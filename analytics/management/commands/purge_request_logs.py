@@ -1,7 +1,7 @@
 import re
 from datetime import timedelta
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from analytics.aggregation import AggregationError, request_logs_purge
 
@@ -18,7 +18,7 @@ def parse_age(text: str) -> timedelta:
 class Command(BaseCommand):
     help = "Delete raw request-log rows older than an age (e.g. 90d). The hourly rollups keep their numbers."
 
-    def add_arguments(self, parser: object) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--older-than", required=True, help="e.g. 90d, 12w or 48h")
 
     def handle(self, *args: object, older_than: str, **options: object) -> None:

@@ -1,4 +1,4 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from inference.services import ShapeChange, model_activate
 from project.errors import NotFound
@@ -7,7 +7,7 @@ from project.errors import NotFound
 class Command(BaseCommand):
     help = "Make VERSION the active version of NAME (every worker switches on its next request)."
 
-    def add_arguments(self, parser: object) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name")
         parser.add_argument("version", type=int)
         parser.add_argument(

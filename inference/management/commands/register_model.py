@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from inference.services import RegistrationError, model_register
 
@@ -13,7 +13,7 @@ class Command(BaseCommand):
         "loading a joblib file runs code."
     )
 
-    def add_arguments(self, parser: object) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name")
         parser.add_argument("path", type=Path)
         parser.add_argument("--activate", action="store_true", help="Make it the active version.")

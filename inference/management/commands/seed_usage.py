@@ -1,6 +1,6 @@
 import time
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 from analytics.aggregation import usage_aggregate
 from inference.seeding import usage_seed
@@ -12,7 +12,7 @@ class Command(BaseCommand):
         "days, then aggregate it. For measuring analytics; never on a production database."
     )
 
-    def add_arguments(self, parser: object) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--rows", type=int, required=True)
         parser.add_argument("--days", type=float, default=30)
         parser.add_argument("--seed", type=int, default=7, help="Random seed, for repeatable data.")

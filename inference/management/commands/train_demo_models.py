@@ -1,4 +1,4 @@
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 from inference.training import demo_models_train
 
@@ -6,7 +6,7 @@ from inference.training import demo_models_train
 class Command(BaseCommand):
     help = "Train the demo models (iris: a classifier; diabetes: a regressor) and register them."
 
-    def add_arguments(self, parser: object) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--if-missing", action="store_true", help="Only models with no usable active version.")
 
     def handle(self, *args: object, if_missing: bool, **options: object) -> None:
