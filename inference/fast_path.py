@@ -30,6 +30,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -314,18 +315,22 @@ def prediction_create(request: Request) -> HttpResponse:
     created_at = timezone.now()
     prediction_id = _reserve_id()
     user = request.user
-    body = dumps(
-        {
-            "id": prediction_id,
-            "model": model_version.name,
-            "version": model_version.version,
-            "prediction": result.predictions,
-            "probabilities": result.probabilities,
-            "rows": len(rows),
-            "user": user.username,
-            "created_at": created_at.isoformat().replace("+00:00", "Z"),
-        }
-    )
+
+    def answer(prediction_id: int) -> bytes:
+        return dumps(
+            {
+                "id": prediction_id,
+                "model": model_version.name,
+                "version": model_version.version,
+                "prediction": result.predictions,
+                "probabilities": result.probabilities,
+                "rows": len(rows),
+                "user": user.username,
+                "created_at": created_at.isoformat().replace("+00:00", "Z"),
+            }
+        )
+
+    body = answer(prediction_id)
     prediction = {
         "id": prediction_id,
         "user_id": user.pk,
@@ -345,11 +350,12 @@ def prediction_create(request: Request) -> HttpResponse:
     )
     claim = context.idempotency_claim
     held = None if claim is None else stored_with_write(claim)
-    _write(_Pending(prediction=prediction, log=log, claim=held, answer=body))
+    pending = _Pending(prediction=prediction, log=log, claim=held, answer=body, render=answer)
+    _write(pending)
     metrics.count_prediction(model=model_version.name, version=model_version.version, rows=len(rows))
     context.logged = True
     context.idempotency_settled = claim is not None
-    return HttpResponse(body, status=201, content_type="application/json")
+    return HttpResponse(pending.answer, status=201, content_type="application/json")
 
 
 # The input serializers' own fields, messages and rules, from one instance each: DRF would deep-copy
@@ -371,6 +377,7 @@ class _Pending:
     log: dict[str, Any]
     claim: tuple[int, str] | None  # (idempotency record id, token) to store the answer under
     answer: bytes
+    render: Callable[[int], bytes]  # the answer for a given prediction id
     written: bool = False
     error: BaseException | None = None
     done: bool = False
@@ -490,6 +497,10 @@ def _write_through_orm(pending: _Pending) -> None:
     with transaction.atomic():
         values = {k: v for k, v in pending.prediction.items() if k != "id"}
         pending.prediction["id"] = Prediction.objects.create(**values).pk
+        # Without PostgreSQL's sequence no id is known before the write: the answer, made with a
+        # stand-in, is made again with the id the row got.
+        pending.answer = pending.render(pending.prediction["id"])
+        pending.log["response_bytes"] = len(pending.answer)
         RequestLog.objects.create(**pending.log)
         if pending.claim is not None:
             IdempotencyRecord.objects.filter(pk=pending.claim[0], token=pending.claim[1]).update(
