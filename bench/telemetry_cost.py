@@ -9,6 +9,7 @@
    request's JSON log line, formatted and written to a file.
 
 Ratios, never absolute times alone: the machine is shared. The load average is printed per round.
+BENCH_AA=1 runs the two copies identically (the line on in both), to show the comparison's noise.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from bench.predict import CONCURRENCY, MAX_LOAD, ROW, SECONDS, SETUP, WORKERS, p
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mlserve_bench_telemetry")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "4"))
+# BENCH_AA=1: the line on in both copies, so the two differ in nothing but which is which: what
+# the comparison reads when there is nothing to find (the floor of its noise on this machine).
+SAME_ON_BOTH = os.environ.get("BENCH_AA") == "1"
 CALLS = 100_000
 
 METRICS_LOOP = f"""
@@ -98,7 +102,7 @@ def main() -> None:
     loads = []
     with (
         service({**env, "LOG_REQUESTS": "true"}, workers=WORKERS) as logged,
-        service({**env, "LOG_REQUESTS": "false"}, workers=WORKERS) as quiet,
+        service({**env, "LOG_REQUESTS": "true" if SAME_ON_BOTH else "false"}, workers=WORKERS) as quiet,
     ):
         for base in (logged, quiet):
             for _ in range(50):
@@ -123,6 +127,8 @@ def main() -> None:
     added = [r["on"]["p50_ms"] - r["off"]["p50_ms"] for r in results["latency"]]
     metrics_us = [metrics_cost_us(env) for _ in range(3)]
     log_us = [log_line_cost_us(env) for _ in range(3)]
+    if SAME_ON_BOTH:
+        print("\nBENCH_AA=1: the line is on in both copies; 'off' below is a second copy with it on")
     python = sys.version.split()[0]
     print(f"\n{os.cpu_count()} cores, Python {python}, {WORKERS} workers each, {ROUNDS} rounds of {SECONDS} s")
     print(f"load average at the start of each round: {[round(value, 2) for value in loads]} (limit {MAX_LOAD:g})")
