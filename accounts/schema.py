@@ -9,6 +9,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSe
 from drf_spectacular.openapi import AutoSchema
 
 from accounts.ratelimits import RATE_PATTERN
+from project.schema import mapped_serializer
 
 # simplejwt's own JWTAuthentication is described by drf-spectacular's contrib extension ("jwtAuth").
 
@@ -25,7 +26,7 @@ class ApiKeyCreateScheme(OpenApiSerializerExtension):
     target_class = "accounts.serializers.ApiKeyCreateSerializer"
 
     def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
-        schema = auto_schema._map_serializer(self.target_class, direction, bypass_extensions=True)
+        schema = mapped_serializer(self, auto_schema, direction)
         properties = schema["properties"]
         # A rate, or blank (the group's rate).
         properties["rate"]["pattern"] = f"^({RATE_PATTERN.pattern})?$"

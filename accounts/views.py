@@ -14,7 +14,7 @@ from rest_framework_simplejwt import views as jwt
 
 from accounts import selectors, services
 from accounts.login_guard import login_attempt
-from accounts.permissions import IsStaff, NotWithApiKey
+from accounts.permissions import IsStaff, NotWithApiKey, authenticated_user
 from accounts.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
@@ -24,7 +24,7 @@ from accounts.serializers import (
     TokenRefreshResponseSerializer,
 )
 from accounts.throttles import LoginRateThrottle
-from project.http import caller, client_ip, refuse_idempotency_key
+from project.http import client_ip, refuse_idempotency_key
 from project.pagination import NewestFirstPagination
 from project.schema import ERROR_RESPONSES
 
@@ -96,20 +96,20 @@ class ApiKeyViewSet(viewsets.GenericViewSet):
 
     def create(self, request: Request) -> Response:
         refuse_idempotency_key(request)
-        params = ApiKeyCreateSerializer(data=request.data, context={"creator": caller(request)})
+        params = ApiKeyCreateSerializer(data=request.data, context={"creator": authenticated_user(request)})
         params.is_valid(raise_exception=True)
-        created = services.api_key_create(created_by=caller(request), **params.validated_data)
+        created = services.api_key_create(created_by=authenticated_user(request), **params.validated_data)
         body = {"key": created.key, **ApiKeySerializer(created.api_key).data}
         return Response(body, status=status.HTTP_201_CREATED)
 
     def list(self, request: Request) -> Response:
-        page = self.paginate_queryset(selectors.api_key_list(user=caller(request)))
+        page = self.paginate_queryset(selectors.api_key_list(user=authenticated_user(request)))
         return self.get_paginated_response(ApiKeySerializer(page, many=True).data)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(ApiKeySerializer(selectors.api_key_get(user=caller(request), pk=int(pk))).data)
+        return Response(ApiKeySerializer(selectors.api_key_get(user=authenticated_user(request), pk=int(pk))).data)
 
     @action(detail=True, methods=["post"])
     def revoke(self, request: Request, pk: str) -> Response:
-        api_key = services.api_key_revoke(api_key=selectors.api_key_get(user=caller(request), pk=int(pk)))
+        api_key = services.api_key_revoke(api_key=selectors.api_key_get(user=authenticated_user(request), pk=int(pk)))
         return Response(ApiKeySerializer(api_key).data)

@@ -4,9 +4,9 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
-from analytics.recording import elapsed_ms, recorded_when_finished, request_log_create
+from analytics.recording import elapsed_ms, request_log_create
 from project.context import context_of
-from project.http import streamed_parts
+from project.http import streamed_parts, when_sent
 
 RECORDED_PREFIXES = ("/api/", "/v1/")
 
@@ -32,9 +32,12 @@ class RequestLogMiddleware:
         if not request.path.startswith(RECORDED_PREFIXES) or context.logged:
             return response
         if isinstance(response, StreamingHttpResponse):
-            response.streaming_content = recorded_when_finished(
+            # Recorded once sent, so the row has the whole duration, the bytes sent and the tokens
+            # the stream reported; the view's stream, wrapped before this, has ended by then
+            # (what it recorded, how it failed: tests/inference/test_stream_disconnect.py).
+            response.streaming_content = when_sent(
                 streamed_parts(response),
-                record=lambda sent: request_log_create(
+                then=lambda sent: request_log_create(
                     request, response, response_bytes=sent, latency_ms=elapsed_ms(request)
                 ),
             )

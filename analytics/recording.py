@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.db import DatabaseError
@@ -14,7 +13,7 @@ from accounts.models import ApiKey
 from analytics.histogram import bin_of
 from analytics.models import RequestLog
 from project import metrics
-from project.context import context_of
+from project.context import api_caller, context_of
 from project.http import client_ip
 
 logger = logging.getLogger(__name__)
@@ -61,10 +60,9 @@ def request_log_values(
     """
     django_request: HttpRequest = getattr(request, "_request", request)
     context = context_of(django_request)
-    auth = django_request.__dict__.get("auth")
+    user, auth = api_caller(django_request)
     api_key_id = auth.pk if isinstance(auth, ApiKey) else None
     auth_method = "api_key" if api_key_id is not None else ("jwt" if auth is not None else "")
-    user = django_request.__dict__.get("user") if auth_method else None
     match = django_request.resolver_match
     return {
         "request_id": context.request_id,
@@ -96,10 +94,7 @@ def request_log_create(
     """Record one finished request (a stream's failure after its 200, as that failure's status).
     A failure to record is logged, never raised."""
     context = context_of(request)
-    if context.failed_status is not None:
-        status, error_code = context.failed_status, context.failed_code
-    else:
-        status, error_code = response.status_code, getattr(response, "error_code", "")
+    status, error_code = context.outcome(response)
     values = request_log_values(
         request, status=status, error_code=error_code, response_bytes=response_bytes, latency_ms=latency_ms
     )
@@ -109,22 +104,6 @@ def request_log_create(
         metrics.REQUEST_LOG_FAILURES.inc()
         logger.exception("could not record request %s %s", request.method, request.path)
         return None
-
-
-def recorded_when_finished(content: Iterator[bytes], *, record: Callable[[int], Any]) -> Iterator[bytes]:
-    """Pass a streamed body through and record the request once it has been sent (or abandoned),
-    so its row has the whole duration, the bytes sent and the tokens the stream reported."""
-    sent = 0
-    try:
-        for part in content:
-            sent += len(part)
-            yield part
-    finally:
-        # A client that went away: the server closes the response, and Django closes its iterators
-        # in the order they were set, the view's stream before this one. So the stream's own
-        # ending (what it recorded, how it failed) is known when its log row is written
-        # (tests/inference/test_stream_disconnect.py).
-        record(sent)
 
 
 def elapsed_ms(request: HttpRequest) -> float:

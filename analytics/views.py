@@ -9,10 +9,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.permissions import authenticated_user
 from analytics import selectors
 from analytics.renderers import UsageCSVRenderer
 from analytics.serializers import PeriodSerializer, SummarySerializer, UsageParamsSerializer, UsageSeriesSerializer
-from project.http import caller
 from project.json import JSONRenderer
 from project.schema import ERROR_RESPONSES
 
@@ -26,7 +26,7 @@ class SummaryView(APIView):
     def get(self, request: Request) -> Response:
         params = PeriodSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        summary = selectors.usage_summary(user=caller(request), period=params.validated_data["period"])
+        summary = selectors.usage_summary(user=authenticated_user(request), period=params.validated_data["period"])
         return Response(summary)
 
 
@@ -44,7 +44,7 @@ class UsageView(APIView):
         data = params.validated_data
         period = data["period"]
         series = selectors.usage_series(
-            user=caller(request), period=period, interval=data["interval"], group_by=data.get("group_by")
+            user=authenticated_user(request), period=period, interval=data["interval"], group_by=data.get("group_by")
         )
         body = {
             "interval": data["interval"],

@@ -15,6 +15,7 @@ BENCH_AA=1 runs the two copies identically (the line on in both), to show the co
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -90,7 +91,7 @@ def metrics_cost_us(env: dict[str, str]) -> float:
 
 
 def main() -> None:
-    load = wrk if subprocess.run(["which", "wrk"], capture_output=True).returncode == 0 else python_load
+    load = wrk if shutil.which("wrk") else python_load
     env = service_env(DATABASE_URL, REDIS_URL, RATE_LIMIT_DEFAULT="100000000/m", RATE_LIMIT_PREDICTIONS="100000000/m")
     fresh_database(DATABASE_URL)
     manage(env, "migrate", "--noinput")

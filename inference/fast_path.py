@@ -40,6 +40,7 @@ from django.db import connection, transaction
 from django.http import HttpResponse
 from django.utils import timezone
 from django_redis import get_redis_connection
+from redis.commands.core import Script
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
@@ -130,12 +131,12 @@ def _count_and_read_stamps(*, who: str, rate: str) -> tuple[_Count | None, fresh
     cache = shared_cache()
     name = f"rl:{GROUP}:{rate}:{window}:{who}"
     try:
-        if cache.__class__.__name__ != "RedisCache":  # the local memory of `make run`: no pipelines
+        if cache.__class__.__name__ != "RedisCache":  # the local memory of `make run`: no Lua
             cache.add(name, 0, timeout=period + _EXPIRATION_FUDGE)
             count, stamps = cache.incr(name), freshness.read_stamps()
         else:
             keys = [cache.make_and_validate_key(name), *_stamp_keys(cache)]
-            count, found = _round_trip()(keys=keys, args=[period + _EXPIRATION_FUDGE])
+            count, found = _round_trip(keys, [period + _EXPIRATION_FUDGE])
             stamps = freshness.with_missing_set(
                 {
                     scope: None if value is None else cache.client.decode(value)
@@ -158,9 +159,13 @@ return {count, redis.call('MGET', unpack(KEYS, 2))}
 """
 
 
-def _round_trip() -> Any:
-    """The script, on the shared cache's Redis (EVALSHA; EVAL once after a Redis restart)."""
-    return get_redis_connection(settings.RATELIMIT_USE_CACHE).register_script(_ROUND_TRIP_LUA)
+# Made once (its SHA1 with it); run on the shared cache's Redis by EVALSHA, which after a Redis
+# restart answers NOSCRIPT, and redis-py then loads the script and runs EVALSHA again.
+_ROUND_TRIP = Script(None, _ROUND_TRIP_LUA.encode())  # type: ignore[arg-type]  # each call names its client
+
+
+def _round_trip(keys: list[str], args: list[int]) -> Any:
+    return _ROUND_TRIP(keys=keys, args=args, client=get_redis_connection(settings.RATELIMIT_USE_CACHE))
 
 
 def _stamp_keys(cache: Any) -> list[str]:
@@ -294,14 +299,7 @@ def prediction_create(request: Request) -> HttpResponse:
         field=field_name,
         single=instances is None,
     )
-    loaded = runtime.load(
-        pk=model_version.pk,
-        file=model_version.file,
-        sha256=model_version.sha256,
-        classes=model_version.classes,
-        name=model_version.name,
-        version=model_version.version,
-    )
+    loaded = runtime.load(model_version)
     started = time.perf_counter()
     result = loaded.predict(matrix)
     latency_ms = (time.perf_counter() - started) * 1000

@@ -4,11 +4,11 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-# The OpenAPI document's form (ECMA regex, where $ is the end of the string).
-MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
-# Python's: its $ also matches before a final newline, which let "iris\n" through. \A and \Z are
-# the string's ends (ECMA has no \Z, hence two spellings of the one rule).
-MODEL_NAME_PYTHON_PATTERN = r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z"
+_MODEL_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
+# One rule, anchored two ways: the OpenAPI document's (ECMA regex, where $ is the string's end)
+# and Python's, whose $ also matches before a final newline (it let "iris\n" through), so \A \Z.
+MODEL_NAME_PATTERN = f"^{_MODEL_NAME}$"
+MODEL_NAME_PYTHON_PATTERN = rf"\A{_MODEL_NAME}\Z"
 model_name_validator = RegexValidator(
     MODEL_NAME_PYTHON_PATTERN, "Letters, digits, '.', '_' and '-', starting with a letter or digit."
 )

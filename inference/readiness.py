@@ -17,14 +17,7 @@ def models_ready(*, default_model: str) -> str | None:
     if default is None:
         return f"the default model '{default_model}' is not registered"
     try:
-        runtime.load(
-            pk=default.pk,
-            file=default.file,
-            sha256=default.sha256,
-            classes=default.classes,
-            name=default.name,
-            version=default.version,
-        )
+        runtime.load(default)
     except ModelUnavailable as exc:
         return exc.message
     return None

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from itertools import repeat
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import joblib
 import numpy as np
@@ -27,6 +27,9 @@ from scipy.special import expit
 
 from project import metrics
 from project.errors import ModelUnavailable
+
+if TYPE_CHECKING:
+    from inference.models import ModelVersion
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +95,9 @@ class LoadedModel:
     def predict(self, rows: np.ndarray) -> PredictionResult:
         # Overflow is checked for below (finite), rather than warned about on every such call.
         # The rows are already a finite float matrix of the right shape (inference.features), so
-        # scikit-learn's own per-call checks of them and of its parameters are skipped.
+        # scikit-learn's own per-call checks of them and of its parameters are skipped (with the
+        # kernel, by not calling scikit-learn; rows whose top probabilities tie still go through
+        # its predict, checks and all, as rare as they are).
         with np.errstate(all="ignore"):
             if self.kernel is not None:
                 return self._predict(rows)
@@ -162,7 +167,7 @@ class _LogisticKernel:
     def __call__(self, rows: np.ndarray) -> np.ndarray:
         scores = rows @ self.coef_t + self.intercept
         if self.binary:
-            positive = expit(scores.reshape(-1) if scores.shape[1] == 1 else scores)
+            positive = expit(scores[:, 0])  # a binary model has one row of coefficients
             return np.stack([1 - positive, positive], axis=1)
         scores -= scores.max(axis=1).reshape((-1, 1))
         np.exp(scores, out=scores)
@@ -196,12 +201,9 @@ _loaded: dict[_CacheKey, LoadedModel] = {}
 _lock = threading.Lock()
 
 
-def load(
-    *, pk: int, file: str, sha256: str, classes: list[Any] | None, name: str = "", version: int = 0
-) -> LoadedModel:
-    """The model of one registry row, loaded on first use and kept for the process's life.
-    (`name` and `version` label the load-time metric.)"""
-    key = _CacheKey(pk, sha256)
+def load(version: ModelVersion) -> LoadedModel:
+    """The model of one registry row, loaded on first use and kept for the process's life."""
+    key = _CacheKey(version.pk, version.sha256)
     model = _loaded.get(key)
     if model is not None:
         return model
@@ -209,8 +211,8 @@ def load(
         model = _loaded.get(key)
         if model is None:
             started = time.perf_counter()
-            model = _load_verified(model_path(file), sha256, classes)
-            metrics.MODEL_LOAD.labels(name or file, str(version)).observe(time.perf_counter() - started)
+            model = _load_verified(model_path(version.file), version.sha256, version.classes)
+            metrics.MODEL_LOAD.labels(version.name, str(version.version)).observe(time.perf_counter() - started)
             _loaded[key] = model
     return model
 

@@ -9,7 +9,6 @@ the field.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from django.conf import settings
@@ -18,7 +17,7 @@ from drf_spectacular.openapi import AutoSchema
 
 from inference.models import MODEL_NAME_PATTERN
 from inference.text_serializers import MAX_MESSAGES, MAX_TOOLS
-from project.schema import NO_NUL, request_string
+from project.schema import NO_NUL, mapped_serializer, request_string
 
 _NUMBER = {"type": "number"}
 ROW: dict[str, Any] = {
@@ -36,26 +35,27 @@ def _exactly_one_of(schema: dict[str, Any], first: str, second: str) -> dict[str
     return schema
 
 
-def _mapped(extension: OpenApiSerializerExtension, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
-    return copy.deepcopy(auto_schema._map_serializer(extension.target_class, direction, bypass_extensions=True))
+def _batch_of(items: dict[str, Any], *, most: int, what: str) -> dict[str, Any]:
+    """A batch field: one item at least, and over `most` refused as too large (413)."""
+    return {
+        "type": "array",
+        "items": items,
+        "minItems": 1,
+        "maxItems": most,
+        "description": f"A batch of {what}; more than maxItems is a 413.",
+    }
 
 
 class PredictionCreateScheme(OpenApiSerializerExtension):
     target_class = "inference.serializers.PredictionCreateSerializer"
 
     def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
-        schema = _mapped(self, auto_schema, direction)
+        schema = mapped_serializer(self, auto_schema, direction)
         properties = schema["properties"]
         properties["model"]["pattern"] = MODEL_NAME_PATTERN
         properties["model"]["description"] = "Default: the service's default model. An unknown name is a 404."
         properties["features"] = {**ROW, "description": "One row. " + ROW["description"]}
-        properties["instances"] = {
-            "type": "array",
-            "items": ROW,
-            "minItems": 1,
-            "maxItems": settings.MAX_BATCH_ROWS,
-            "description": "A batch of rows (each as `features`); more than maxItems is a 413.",
-        }
+        properties["instances"] = _batch_of(ROW, most=settings.MAX_BATCH_ROWS, what="rows (each as `features`)")
         return _exactly_one_of(schema, "features", "instances")
 
 
@@ -63,17 +63,11 @@ class SentimentCreateScheme(OpenApiSerializerExtension):
     target_class = "inference.text_serializers.SentimentCreateSerializer"
 
     def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
-        schema = _mapped(self, auto_schema, direction)
+        schema = mapped_serializer(self, auto_schema, direction)
         text = request_string(maxLength=settings.SENTIMENT_MAX_CHARS)
         schema["properties"] = {
             "text": {**text, "description": "One text."},
-            "texts": {
-                "type": "array",
-                "items": text,
-                "minItems": 1,
-                "maxItems": settings.SENTIMENT_MAX_TEXTS,
-                "description": "A batch of texts; more than maxItems is a 413.",
-            },
+            "texts": _batch_of(text, most=settings.SENTIMENT_MAX_TEXTS, what="texts"),
         }
         return _exactly_one_of(schema, "text", "texts")
 
@@ -82,7 +76,7 @@ class GenerationCreateScheme(OpenApiSerializerExtension):
     target_class = "inference.text_serializers.GenerationCreateSerializer"
 
     def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
-        schema = _mapped(self, auto_schema, direction)
+        schema = mapped_serializer(self, auto_schema, direction)
         properties = schema["properties"]
         limit = settings.GENERATION_MAX_PROMPT_CHARS
         properties["prompt"]["maxLength"] = limit
@@ -113,7 +107,7 @@ class ChatMessageScheme(OpenApiSerializerExtension):
     target_class = "inference.text_serializers.ChatMessageSerializer"
 
     def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
-        schema = _mapped(self, auto_schema, direction)
+        schema = mapped_serializer(self, auto_schema, direction)
         properties = schema["properties"]
         properties["content"] = {**_CONTENT, "nullable": True}
         properties["tool_calls"] = {"type": "array", "items": {"type": "object"}}
@@ -140,7 +134,7 @@ class ChatCompletionScheme(OpenApiSerializerExtension):
     target_class = "inference.text_serializers.ChatCompletionSerializer"
 
     def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
-        schema = _mapped(self, auto_schema, direction)
+        schema = mapped_serializer(self, auto_schema, direction)
         properties = schema["properties"]
         limit = settings.GENERATION_MAX_PROMPT_CHARS
         properties["messages"].update(

@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.permissions import authenticated_user
 from analytics.recording import note_failure, note_usage
 from inference import llm, text_services
 from inference.idempotency import idempotent
@@ -25,7 +26,6 @@ from inference.text_serializers import (
     SentimentOneSerializer,
 )
 from project.errors import AppError
-from project.http import caller
 from project.schema import (
     ERROR_RESPONSES,
     IDEMPOTENCY_RESPONSES,
@@ -62,7 +62,10 @@ def _streamed(
 ) -> StreamingHttpResponse:
     """Server-Sent Events from the upstream's stream, its tokens noted for the request log."""
     events = text_services.completion_stream(
-        user=caller(request), request=generation, render=render, on_finish=functools.partial(_stream_finished, request)
+        user=authenticated_user(request),
+        request=generation,
+        render=render,
+        on_finish=functools.partial(_stream_finished, request),
     )
     response = StreamingHttpResponse(events, content_type="text/event-stream")
     for name, value in SSE_HEADERS.items():
@@ -108,7 +111,7 @@ class SentimentViewSet(viewsets.GenericViewSet):
         params.is_valid(raise_exception=True)
         data = params.validated_data
         texts = data["texts"] if "texts" in data else [data["text"]]
-        call, results = text_services.sentiment_create(user=caller(request), texts=texts)
+        call, results = text_services.sentiment_create(user=authenticated_user(request), texts=texts)
         note_usage(request, prompt_tokens=call.prompt_tokens, completion_tokens=call.completion_tokens)
         body = {"id": call.pk, "results": results} if "texts" in data else {"id": call.pk, **results[0]}
         return Response(body, status=status.HTTP_201_CREATED)
@@ -151,7 +154,7 @@ class GenerationViewSet(viewsets.GenericViewSet):
         )
         if stream:
             return _streamed(request, generation, text_services.GenerationEvents())
-        answer = text_services.completion_create(user=caller(request), request=generation)
+        answer = text_services.completion_create(user=authenticated_user(request), request=generation)
         _note_tokens(request, answer.generation)
         body = {
             "id": answer.generation.pk,
@@ -220,6 +223,6 @@ class OpenAIChatCompletionsView(APIView):
         generation = text_services.GenerationRequest(route="chat.completions", params=data, stream=stream)
         if stream:
             return _streamed(request, generation, text_services.OpenAIEvents(include_usage=include_usage))
-        answer = text_services.completion_create(user=caller(request), request=generation)
+        answer = text_services.completion_create(user=authenticated_user(request), request=generation)
         _note_tokens(request, answer.generation)
         return Response(answer.completion)

@@ -10,6 +10,7 @@ from rest_framework import viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.permissions import authenticated_user
 from inference import fast_path, selectors
 from inference.idempotency import idempotent
 from inference.models import MODEL_NAME_PATTERN
@@ -22,7 +23,6 @@ from inference.serializers import (
     PredictionSummarySerializer,
     prediction_detail_representation,
 )
-from project.http import caller
 from project.pagination import NewestFirstPagination, NumberedPagination
 from project.schema import ERROR_RESPONSES, IDEMPOTENCY_RESPONSES, body_required
 
@@ -120,10 +120,12 @@ class PredictionViewSet(viewsets.GenericViewSet):
     def list(self, request: Request) -> Response:
         filters = PredictionFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        page = self.paginate_queryset(selectors.prediction_list(user=caller(request), **filters.validated_data))
+        page = self.paginate_queryset(
+            selectors.prediction_list(user=authenticated_user(request), **filters.validated_data)
+        )
         summaries = PredictionSummarySerializer(page, many=True, context={"request": request})
         return self.get_paginated_response(summaries.data)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        prediction = selectors.prediction_get(user=caller(request), pk=int(pk))
+        prediction = selectors.prediction_get(user=authenticated_user(request), pk=int(pk))
         return Response(prediction_detail_representation(prediction))

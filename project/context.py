@@ -1,6 +1,6 @@
 """What the service learns about one request as it runs, in one typed place.
 
-The request-log middleware starts it; authentication, throttles, views and streams fill it in;
+The outermost middleware (project.request_telemetry) starts it; authentication, throttles, views and streams fill it in;
 the middleware (or the prediction route's own write) records it. Read and written through
 `context_of`, never through attributes set on the request here and there.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseBase
 from django.utils import timezone
 
 _ATTRIBUTE = "_mlserve_context"
@@ -54,6 +54,13 @@ class RequestContext:
     idempotency_claim: Any = None
     idempotency_settled: bool = False
 
+    def outcome(self, response: HttpResponseBase) -> tuple[int, str]:
+        """The status and error code the request ended with: a failure after the status line had
+        left (a broken stream, a client gone) is what its log row and metrics count."""
+        if self.failed_status is not None:
+            return self.failed_status, self.failed_code
+        return response.status_code, getattr(response, "error_code", "")
+
     def note_rate_usage(self, usage: RateUsage | None) -> None:
         """With several limits on one request, the headers describe the tightest."""
         if usage is None:
@@ -61,6 +68,14 @@ class RequestContext:
         current = self.rate_usage
         if current is None or usage.limited or (not current.limited and usage.remaining < current.remaining):
             self.rate_usage = usage
+
+
+def api_caller(request: HttpRequest) -> tuple[Any, Any]:
+    """(user, auth) as an API authentication class found them (DRF puts both on the Django
+    request too), or (None, None). Never the session's lazy user of other routes: evaluating it
+    would cost queries, and a browser also logged in to the admin is not the API's caller."""
+    auth = request.__dict__.get("auth")
+    return (request.__dict__.get("user"), auth) if auth is not None else (None, None)
 
 
 def context_of(request: Any) -> RequestContext:

@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
+from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.http import HttpRequest, StreamingHttpResponse
-from rest_framework.request import Request
 
 from project.errors import InvalidInput
-
-
-def caller(request: Request) -> User:
-    """Who is calling a route behind IsAuthenticated: a User, though DRF's types allow an
-    anonymous one (a route that lets anonymous callers through must not use this)."""
-    user = request.user
-    if not isinstance(user, User):
-        raise TypeError("caller() on a route that lets anonymous callers through")
-    return user
-
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -70,6 +59,19 @@ def streamed_parts(response: StreamingHttpResponse) -> Iterator[bytes]:
     if not isinstance(content, Iterator):
         raise TypeError("an asynchronous stream cannot be served here (the app runs under WSGI)")
     return content
+
+
+def when_sent(content: Iterator[bytes], *, then: Callable[[int], Any]) -> Iterator[bytes]:
+    """Pass a streamed body through, then call `then(bytes sent)` once it has been sent or
+    abandoned (a client that went away: the server closes the response, and Django closes its
+    iterators in the order they were set, so a wrapper set earlier has already ended)."""
+    sent = 0
+    try:
+        for part in content:
+            sent += len(part)
+            yield part
+    finally:
+        then(sent)
 
 
 IDEMPOTENCY_KEY_HEADER = "HTTP_IDEMPOTENCY_KEY"

@@ -26,8 +26,8 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
 from project import logs, metrics
-from project.context import RequestContext, context_of
-from project.http import streamed_parts
+from project.context import RequestContext, api_caller, context_of
+from project.http import streamed_parts, when_sent
 
 logger = logging.getLogger("mlserve.request")
 
@@ -50,7 +50,7 @@ class RequestTelemetryMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         context = context_of(request)  # started here: the clock
-        inbound = inbound_request_id(request.headers.get("X-Request-ID"))
+        inbound = inbound_request_id(request.META.get("HTTP_X_REQUEST_ID"))  # not request.headers: built per request
         if inbound is not None:
             context.request_id = inbound
         # Bound for this thread until its next request, not just until this method returns:
@@ -75,21 +75,12 @@ def _observed_stream(
     # The server sends a stream after the middleware has returned, maybe from another thread:
     # lines logged while it runs (an upstream failing midway) carry the request's id too.
     logs.bind_request_id(str(context.request_id))
-    sent = 0
-    try:
-        for part in content:
-            sent += len(part)
-            yield part
-    finally:
-        _observe(request, response, context, response_bytes=sent)
+    yield from when_sent(content, then=lambda sent: _observe(request, response, context, response_bytes=sent))
 
 
 def _observe(request: HttpRequest, response: HttpResponseBase, context: RequestContext, *, response_bytes: int) -> None:
     seconds = time.perf_counter() - context.started
-    if context.failed_status is not None:
-        status, error_code = context.failed_status, context.failed_code
-    else:
-        status, error_code = response.status_code, getattr(response, "error_code", "")
+    status, error_code = context.outcome(response)
     route = metrics.route_of(request)
     metrics.observe_request(route=route, method=request.method or "", status=status, seconds=seconds)
     metrics.observe_usage(
@@ -122,19 +113,17 @@ def _observe(request: HttpRequest, response: HttpResponseBase, context: RequestC
 
 
 def _user(request: HttpRequest) -> str:
-    # Only who an API authentication class found (DRF puts `auth` and the user on the request).
-    # Elsewhere `user` is the session's lazy user, which evaluating would cost queries after the
-    # answer is made, and a 500 with the database down.
-    if request.__dict__.get("auth") is None:
-        return ""
-    user = request.__dict__.get("user")
+    # Never the session's lazy user of other routes: evaluated after the answer is made, it would
+    # cost queries, and a 500 with the database down.
+    user, _ = api_caller(request)
     return user.get_username() if user is not None and getattr(user, "is_authenticated", False) else ""
 
 
 def _key_prefix(request: HttpRequest) -> str:
-    # The API key the request authenticated with, if any (DRF puts it on the request as `auth`);
-    # its prefix is what the admin and the key list show, never the key.
-    prefix: Any = getattr(request.__dict__.get("auth"), "prefix", "")
+    # The API key the request authenticated with, if any; its prefix is what the admin and the
+    # key list show, never the key.
+    _, auth = api_caller(request)
+    prefix: Any = getattr(auth, "prefix", "")
     return prefix if isinstance(prefix, str) else ""
 
 

@@ -9,11 +9,12 @@ answer has a documented status, media type and shape.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
 from django.core.validators import RegexValidator
-from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
@@ -117,6 +118,11 @@ class RequestCharFieldSchema(OpenApiSerializerFieldExtension):
         return schema
 
 
+def mapped_serializer(extension: OpenApiSerializerExtension, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
+    """What drf-spectacular makes of an extension's serializer on its own, a copy to amend."""
+    return copy.deepcopy(auto_schema._map_serializer(extension.target_class, direction, bypass_extensions=True))
+
+
 class _RequiredBodySchema(AutoSchema):
     def _get_request_body(self, direction: str = "request") -> dict[str, Any] | None:
         body = super()._get_request_body(direction)
@@ -129,6 +135,7 @@ def body_required(view_method: Callable) -> Callable:
     """The body is required, though none of its fields is on its own (one of two is, as its
     oneOf says): drf-spectacular would call it optional, and an empty body is a 400. Goes under
     @extend_schema, which builds on the schema class set here."""
-    # DRF's router reads a view method's `kwargs` attribute (as @action sets it) for its initkwargs.
+    # drf-spectacular reads a view method's `kwargs` attribute (as @action sets it) for the
+    # schema class of that action.
     setattr(view_method, "kwargs", {**getattr(view_method, "kwargs", {}), "schema": _RequiredBodySchema})  # noqa: B010
     return view_method

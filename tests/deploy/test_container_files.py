@@ -262,6 +262,14 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def test_the_build_context_leaves_out_secrets_local_state_and_models():
+    """`COPY . .` takes what .dockerignore does not leave out: never .env, the virtualenv, var/
+    (SQLite, models), caches or a model file anywhere."""
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert {".env", ".venv", "var", ".git", "**/*.joblib", "**/*.pkl", "**/*.sqlite3"} <= ignored
+    assert {".mypy_cache", ".hypothesis", ".pytest_cache", "**/__pycache__"} <= ignored
+
+
 def test_the_image_healthcheck_asks_healthz_as_an_allowed_host_on_binds_port():
     """The app answers a host not in DJANGO_ALLOWED_HOSTS with a 400, so the check sends the first."""
     server = http.server.HTTPServer(("127.0.0.1", 0), _Recorder)

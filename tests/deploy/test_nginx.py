@@ -31,7 +31,7 @@ from django.conf import settings
 
 from accounts.services import api_key_create
 from analytics.models import RequestLog
-from tests.inference.helpers import IRIS_ROW
+from tests.inference.helpers import IRIS_ROW, assert_streams_arrive_as_made, prediction_latencies
 
 NGINX = Path("/usr/sbin/nginx")
 TEMPLATE = Path(settings.BASE_DIR) / "deploy" / "nginx.conf"
@@ -156,18 +156,6 @@ def assert_error_shape(response: requests.Response, status: int, code: str) -> N
     assert body["error"]["code"] == code
     assert body["error"]["message"].endswith(".")
     assert body["error"]["details"] == {}
-
-
-def prediction_latencies(session: requests.Session, base_url: str, key: str, count: int) -> list[float]:
-    latencies = []
-    for _ in range(count):
-        started = time.perf_counter()
-        response = session.post(
-            f"{base_url}/api/v1/predictions/", json={"features": IRIS_ROW}, headers={"X-API-Key": key}, timeout=30
-        )
-        latencies.append(time.perf_counter() - started)
-        assert response.status_code == 201, response.text
-    return latencies
 
 
 class TricklingClients:
@@ -307,10 +295,6 @@ def test_a_prediction_and_streams_pass_through_nginx(gunicorn_server, nginx, ali
     """Each event reaches the client as it is made: the first before the generation's record is
     written (at the end). Held by nginx (tried: the app's X-Accel-Buffering ignored, gzip on for
     text/event-stream), every event arrived at once, after the record, and this test failed."""
-    from openai import OpenAI
-
-    from inference.models import Generation
-
     fake_openai.chunk_delay = 0.3
     key = api_key_create(user=alice, name="through", created_by=None).key
     app = gunicorn_server(
@@ -339,34 +323,8 @@ def test_a_prediction_and_streams_pass_through_nginx(gunicorn_server, nginx, ali
     replaced = uuid.UUID(response.headers["X-Request-ID"]).hex
     assert replaced in proxy.logged_request_ids(replaced)
 
-    prompt = "one two three four five six"
-    with requests.post(
-        f"{proxy.base_url}/api/v1/generations/",
-        json={"prompt": prompt, "stream": True},
-        headers=headers,
-        stream=True,
-        timeout=60,
-    ) as response:
-        assert response.status_code == 200
-        assert response.headers["Content-Type"].startswith("text/event-stream")
-        assert "X-Accel-Buffering" not in response.headers  # taken by nginx, not passed on
-        lines = response.iter_lines()
-        assert next(lines).startswith(b"event: delta")
-        assert not Generation.objects.exists()  # still being made
-        rest = b"\n".join(lines)
-    assert b"event: done" in rest
-    assert Generation.objects.get().output == f"Echo: {prompt}"
-
-    client = OpenAI(base_url=f"{proxy.base_url}/v1", api_key=key, max_retries=0)
-    stream = client.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}], stream=True
-    )
-    first = next(iter(stream))
-    assert Generation.objects.count() == 1  # the second is still being made
-    text = (first.choices[0].delta.content or "") + "".join(
-        chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices
-    )
-    assert text == f"Echo: {prompt}"
+    sse_headers = assert_streams_arrive_as_made(proxy.base_url, key)
+    assert "X-Accel-Buffering" not in sse_headers  # taken by nginx, not passed on
 
 
 def predict_from(address: str, base_url: str, key: str) -> RequestLog:

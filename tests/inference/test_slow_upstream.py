@@ -8,22 +8,9 @@ import time
 import requests
 
 from accounts.services import api_key_create
-from tests.inference.helpers import IRIS_ROW
+from tests.inference.helpers import assert_streams_arrive_as_made, prediction_latencies
 
 GENERATIONS, SLOW_SECONDS = 50, 4.0
-
-
-def prediction_latencies(base_url: str, key: str, count: int) -> list[float]:
-    latencies = []
-    with requests.Session() as session:
-        for _ in range(count):
-            started = time.perf_counter()
-            response = session.post(
-                f"{base_url}/api/v1/predictions/", json={"features": IRIS_ROW}, headers={"X-API-Key": key}, timeout=30
-            )
-            latencies.append(time.perf_counter() - started)
-            assert response.status_code == 201
-    return latencies
 
 
 def test_predictions_keep_their_speed_during_50_slow_generations(gunicorn_server, alice, fake_openai):
@@ -38,7 +25,8 @@ def test_predictions_keep_their_speed_during_50_slow_generations(gunicorn_server
         RATE_LIMIT_DEFAULT="100000/m",
         RATE_LIMIT_GENERATION="100000/m",
     )
-    baseline = prediction_latencies(base_url, key, 30)
+    with requests.Session() as session:
+        baseline = prediction_latencies(session, base_url, key, 30)
 
     statuses: list[int] = []
     finished = threading.Event()
@@ -59,7 +47,8 @@ def test_predictions_keep_their_speed_during_50_slow_generations(gunicorn_server
         time.sleep(0.05)
     assert len(fake_openai.completion_calls()) == GENERATIONS
 
-    under_load = prediction_latencies(base_url, key, 30)
+    with requests.Session() as session:
+        under_load = prediction_latencies(session, base_url, key, 30)
     # All of them answered while every generation was still waiting on the upstream...
     assert not finished.is_set()
     for thread in threads:
@@ -81,39 +70,9 @@ def test_streams_arrive_as_they_are_made_under_the_production_server(gunicorn_se
     """granian passes each event on as the upstream sends it: the first delta reaches the client
     while the generation is still going (its record is written at the end), for the service's own
     SSE route and for the OpenAI SDK on /v1/chat/completions."""
-    from openai import OpenAI
-
-    from inference.models import Generation
-
     fake_openai.chunk_delay = 0.3
     key = api_key_create(user=alice, name="streams", created_by=None).key
     base_url = gunicorn_server(
         workers=2, production_config=True, OPENAI_BASE_URL=fake_openai.base_url, OPENAI_API_KEY="sk-test-upstream-key"
     )
-    prompt = "one two three four five six"
-    with requests.post(
-        f"{base_url}/api/v1/generations/",
-        json={"prompt": prompt, "stream": True},
-        headers={"X-API-Key": key},
-        stream=True,
-        timeout=60,
-    ) as response:
-        assert response.status_code == 200
-        assert response.headers["Content-Type"].startswith("text/event-stream")
-        lines = response.iter_lines()
-        assert next(lines).startswith(b"event: delta")
-        assert not Generation.objects.exists()  # still being made
-        rest = b"\n".join(lines)
-    assert b"event: done" in rest
-    assert Generation.objects.get().output == f"Echo: {prompt}"
-
-    client = OpenAI(base_url=f"{base_url}/v1", api_key=key, max_retries=0)
-    stream = client.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": prompt}], stream=True
-    )
-    first = next(iter(stream))
-    assert Generation.objects.count() == 1  # the second is still being made
-    text = (first.choices[0].delta.content or "") + "".join(
-        chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices
-    )
-    assert text == f"Echo: {prompt}"
+    assert_streams_arrive_as_made(base_url, key)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -191,6 +192,10 @@ def test_the_live_service_keeps_its_openapi_contract(gunicorn_server, fake_opena
         return {"Authorization": bearer(staff if _staff_only(operation) else alice)}
 
     by_key = _run(schema, credentials=by_key_for)
+    # The keys still work after their run: a key revoked midway would have made every later case
+    # a 401, which the checks accept, so the run would have passed without testing anything.
+    for key in keys.values():
+        assert requests.get(f"{base_url}/api/v1/models/", headers={"X-API-Key": key}, timeout=30).status_code == 200
     by_jwt = _run(schema, credentials=by_jwt_for)
 
     with capsys.disabled():

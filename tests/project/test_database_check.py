@@ -97,7 +97,9 @@ def test_no_server_at_the_address_is_one_line() -> None:
 
     assert code == 1
     assert len(lines) == 1, lines
-    assert lines[0].startswith(f"error: cannot connect to PostgreSQL at 127.0.0.1:{port} (DATABASE_URL): ")
+    assert lines[0].startswith(
+        f"error: cannot connect to PostgreSQL at {DB['HOST'] or '127.0.0.1'}:{port} (DATABASE_URL): "
+    )
     assert "Traceback" not in lines[0]
 
 
