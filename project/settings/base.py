@@ -5,6 +5,7 @@ django-environ; `.env.example` lists the variables. The environment-specific mod
 (dev, test, prod) only change defaults and refuse to start without what they need.
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,7 +20,9 @@ env = environ.Env()
 # A local .env is a convenience for development; the real environment always wins.
 read_dotenv()
 
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+# Taken as it is: django-environ would read a key starting with "$" (one in 50 of Django's own
+# generated keys) as the name of another variable to take the value of.
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 
@@ -87,7 +90,7 @@ def postgresql_pool(database: dict) -> dict:
     A thread holds a connection only while it runs a request (CONN_MAX_AGE 0 gives it back at
     the end), and at most DATABASE_POOL_MAX_SIZE are open per worker, checked before each use.
     Mind PostgreSQL's max_connections: workers x DATABASE_POOL_MAX_SIZE + the other processes
-    (aggregator, housekeeping, psql) must stay under it; the defaults (2 per core, 8 each) leave
+    (aggregator, housekeeping, psql) must stay under it; the defaults (1 per core, 8 each) leave
     most of the default 100 free. Statements are bound on the server and, once one has run
     DATABASE_PREPARE_THRESHOLD times on a connection, prepared there.
     """

@@ -48,6 +48,13 @@ def test_production_settings_pass_the_deploy_check_with_no_warnings():
     assert "WARNING" not in result.stdout + result.stderr
 
 
+def test_a_secret_key_starting_with_a_dollar_is_taken_as_it_is():
+    """Django's generated keys may start with "$", which django-environ reads as "the value of the
+    variable named by the rest": production refused such a key as missing."""
+    result = deploy_check({**documented_environment(), "DJANGO_SECRET_KEY": "$" + get_random_secret_key()})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_turning_the_https_redirect_off_is_a_warning_again():
     """The check above could fail: the settings it passes on are the ones it reads."""
     result = deploy_check({**documented_environment(), "SECURE_SSL_REDIRECT": "false", "SECURE_HSTS_SECONDS": "0"})
@@ -58,7 +65,7 @@ def test_turning_the_https_redirect_off_is_a_warning_again():
 
 def test_plain_http_health_checks_are_not_redirected_but_the_api_is(gunicorn_server, alice):
     """The production server under production settings, asked over plain HTTP as a load balancer
-    asks (no X-Forwarded-Proto), and then as the TLS proxy forwards a client's request."""
+    or a scraper asks (no X-Forwarded-Proto), and then as the TLS proxy forwards a client's request."""
     key = api_key_create(user=alice, name="tls", created_by=None).key
     environment = documented_environment()
     base_url = gunicorn_server(
@@ -69,10 +76,12 @@ def test_plain_http_health_checks_are_not_redirected_but_the_api_is(gunicorn_ser
         # 127.0.0.1 too: the fixture's own readiness probe asks with that host.
         DJANGO_ALLOWED_HOSTS=f"{HOST},127.0.0.1",
         BEHIND_TLS_PROXY="true",
+        METRICS_TOKEN="scrape-token",
     )
     plain = {"Host": HOST}
-    for path in ("/healthz", "/readyz"):
-        response = requests.get(f"{base_url}{path}", headers=plain, allow_redirects=False, timeout=30)
+    scraper = {**plain, "Authorization": "Bearer scrape-token"}
+    for path, headers in (("/healthz", plain), ("/readyz", plain), ("/metrics", scraper)):
+        response = requests.get(f"{base_url}{path}", headers=headers, allow_redirects=False, timeout=30)
         assert response.status_code == 200, (path, response.status_code, response.headers)
         assert "Strict-Transport-Security" not in response.headers  # meaningless over plain HTTP
 
