@@ -8,7 +8,8 @@ from analytics.recording import elapsed_ms, request_log_create
 from project.context import context_of
 from project.http import streamed_parts, when_sent
 
-RECORDED_PREFIXES = ("/api/", "/v1/")
+# The Open Inference Protocol's model routes, not its health probes (a probe every second is no usage).
+RECORDED_PREFIXES = ("/api/", "/v1/", "/v2/models/")
 
 
 class RequestLogMiddleware:

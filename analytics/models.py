@@ -6,7 +6,7 @@ from analytics.histogram import BINS
 
 
 class RequestLog(models.Model):
-    """One row per request to /api/ and /v1/, whatever its answer. Append-only.
+    """One row per request to /api/, /v1/ and /v2/models/, whatever its answer. Append-only.
 
     Never holds a secret: no bodies, no query strings, no headers but the user agent.
     """
@@ -28,6 +28,9 @@ class RequestLog(models.Model):
     request_bytes = models.PositiveIntegerField(default=0)
     response_bytes = models.PositiveIntegerField(default=0)
     model = models.CharField(max_length=100, blank=True, help_text="The model used, for prediction calls.")
+    model_version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The version that answered a prediction (roll-outs compare them)."
+    )
     rows = models.PositiveIntegerField(default=0, help_text="Rows predicted.")
     prompt_tokens = models.PositiveIntegerField(default=0, help_text="Upstream tokens spent (not for cached answers).")
     completion_tokens = models.PositiveIntegerField(default=0)

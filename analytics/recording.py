@@ -1,4 +1,4 @@
-"""Writing the request log: one row per /api/ and /v1/ request, from the request's context."""
+"""Writing the request log: one row per /api/, /v1/ and /v2/models/ request, from the request's context."""
 
 from __future__ import annotations
 
@@ -22,11 +22,17 @@ _MAX_INT = 2**31 - 1  # the size columns are PostgreSQL integers
 
 
 def note_usage(
-    request: HttpRequest, *, model: str = "", rows: int = 0, prompt_tokens: int = 0, completion_tokens: int = 0
+    request: HttpRequest,
+    *,
+    model: str = "",
+    version: int | None = None,
+    rows: int = 0,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
 ) -> None:
     """Let a view (or a stream, when it ends) say what a request used, for its request-log row."""
     context = context_of(request)
-    context.model, context.rows = model, rows
+    context.model, context.model_version, context.rows = model, version, rows
     context.prompt_tokens, context.completion_tokens = prompt_tokens, completion_tokens
 
 
@@ -82,6 +88,7 @@ def request_log_values(
         "request_bytes": _content_length(django_request),
         "response_bytes": min(response_bytes, _MAX_INT),
         "model": context.model[:100],
+        "model_version": context.model_version,
         "rows": context.rows,
         "prompt_tokens": context.prompt_tokens,
         "completion_tokens": context.completion_tokens,

@@ -14,6 +14,9 @@ the ratios are per round, reported as the median and the spread.
   - concurrency 128 for 30 s, 4 workers, against PostgreSQL's max_connections (100 by default):
     errors                                                     target 0
   - single rows with a new Idempotency-Key each, / without     reported
+  - the Open Inference Protocol's route (/v2/models/iris/infer, JSON tensors), single rows and
+    1,000-row batches, / /api/v1/predictions/ in the same round   reported
+  - single rows with a roll-out's shadow version on, / off      reported
 
 The machine is shared: the load average is recorded before each round, a round that starts
 above BENCH_MAX_LOAD (default: the number of cores) is marked, and a run in which half the
@@ -267,6 +270,47 @@ def burst(env: dict[str, str], key: str, load: object) -> dict[str, float]:
     return {**result, "most_connections": most, "max_connections": database_connections()[1]}
 
 
+def oip_body(rows: list[list[float]]) -> dict:
+    """The same rows as an Open Inference Protocol request (JSON tensors: wrk sends text)."""
+    return {"inputs": [{"name": "input-0", "shape": [len(rows), len(rows[0])], "datatype": "FP64", "data": rows}]}
+
+
+SHADOW_ON = """
+from inference.rollouts import rollout_set
+rollout_set(name="iris", canary_version=None, canary_percent=0, shadow_version=2, by=None, via="command")
+"""
+SHADOW_OFF = """
+from inference.models import Rollout
+from inference.rollouts import rollout_end
+if Rollout.objects.filter(name="iris").exists():
+    rollout_end(name="iris", by=None, via="command")
+"""
+
+
+def shadow_rounds(env: dict[str, str], full: str, key: str, load: object, model_file: str) -> list[dict]:
+    """Single rows at CONCURRENCY with a shadow version (the same model file, registered again as
+    version 2) on and off, alternating which goes first; each pair is one round."""
+    manage(env, "register_model", "iris", model_file)
+    found = []
+    for round_no in range(ROUNDS):
+        wait_for_quiet(MAX_LOAD)
+        measured = {}
+        for state in ("off", "on") if round_no % 2 == 0 else ("on", "off"):
+            manage(env, "shell", "-c", SHADOW_ON if state == "on" else SHADOW_OFF)
+            measured[state] = load(  # type: ignore[operator]
+                f"{full}/api/v1/predictions/", {"features": ROW}, key=key, connections=CONCURRENCY, seconds=SECONDS
+            )
+        manage(env, "shell", "-c", SHADOW_OFF)
+        found.append(measured)
+        on, off = measured["on"], measured["off"]
+        print(
+            f"shadow round {round_no + 1}: off {off['rps']:8.1f}/s p50 {off['p50_ms']:.2f} ms   "
+            f"on {on['rps']:8.1f}/s p50 {on['p50_ms']:.2f} ms",
+            flush=True,
+        )
+    return found
+
+
 def main() -> None:
     load = wrk if shutil.which("wrk") else python_load
     generator = "wrk" if load is wrk else "Python threads (wrk not found: apt-get install wrk)"
@@ -290,6 +334,9 @@ def main() -> None:
     }
     # Paired with "single" and "latency" in each round: the same requests with a new key each.
     keyed = {"single": CONCURRENCY, "latency": 1}
+    # Paired with "single" and "batch": the same rows through the Open Inference Protocol's route.
+    oip = {"single": oip_body([ROW]), "batch": oip_body(rows)}
+    oip_results: dict[str, list[dict]] = {name: [] for name in oip}
     results: dict[str, list[dict]] = {name: [] for name in cases}
     keyed_results: dict[str, list[dict]] = {name: [] for name in keyed}
     loads: list[float] = []
@@ -337,6 +384,12 @@ def main() -> None:
                     keyed_results[name].append({"plain": b, "keyed": c})
                     keyed_line = f"with Idempotency-Key {c['rps']:8.1f}/s p50 {c['p50_ms']:.2f} ms"
                     print(f"round {round_no + 1}{mark} {name:8} {keyed_line}", flush=True)
+                if name in oip:
+                    url = f"{full}/v2/models/iris/infer"
+                    d = load(url, oip[name], key=key, connections=connections, seconds=SECONDS)
+                    oip_results[name].append({"rest": b, "oip": d})
+                    print(f"round {round_no + 1}{mark} {name:8} OIP /v2 {d['rps']:8.1f}/s p50 {d['p50_ms']:.2f} ms")
+        shadow_results = shadow_rounds(env, full, key, load, model_file)
         # By bind address: only these two servers' processes, whatever else runs on the machine.
         memory = {
             "bare": peak_rss_mb(bare.removeprefix("http://")),
@@ -350,6 +403,10 @@ def main() -> None:
     batch_ratio = [r["full"]["rps"] / r["bare"]["rps"] for r in results["batch"]]
     keyed_rps = [r["keyed"]["rps"] / r["plain"]["rps"] for r in keyed_results["single"]]
     keyed_ms = [r["keyed"]["p50_ms"] - r["plain"]["p50_ms"] for r in keyed_results["latency"]]
+    oip_single = [r["oip"]["rps"] / r["rest"]["rps"] for r in oip_results["single"]]
+    oip_batch = [r["oip"]["rps"] / r["rest"]["rps"] for r in oip_results["batch"]]
+    shadow_rps = [r["on"]["rps"] / r["off"]["rps"] for r in shadow_results]
+    shadow_ms = [r["on"]["p50_ms"] - r["off"]["p50_ms"] for r in shadow_results]
     workers_peak = max(memory["full"], default=0.0)
     loaded = sum(value > MAX_LOAD for value in loads)
     print(
@@ -371,6 +428,10 @@ def main() -> None:
     )
     print(f"with Idempotency-Key, throughput / without:  {spread(keyed_rps)}")
     print(f"with Idempotency-Key, added p50 at c=1:      {spread(keyed_ms)} ms")
+    print(f"OIP /v2 infer, single rows / REST:           {spread(oip_single)}")
+    print(f"OIP /v2 infer, 1,000-row batches / REST:     {spread(oip_batch)}")
+    print(f"with a shadow version on, throughput / off:  {spread(shadow_rps)}")
+    print(f"with a shadow version on, added p50:         {spread(shadow_ms)} ms")
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     (ROOT / "bench" / "results" / "predict.json").write_text(
         json.dumps(
@@ -383,6 +444,8 @@ def main() -> None:
                 "added_ms": added,
                 "batch": batch_ratio,
                 "idempotency_key": keyed_results,
+                "oip": oip_results,
+                "shadow": shadow_results,
                 "burst": burst_result,
                 "peak_worker_mb": workers_peak,
             },

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
@@ -56,17 +57,16 @@ from accounts.ratelimits import split_rate, store_failed, store_is_down, subject
 from accounts.services import api_key_mark_used
 from analytics.models import RequestLog
 from analytics.recording import note_usage, request_log_values
-from inference import runtime, storage
+from inference import routing, runtime, shadow, storage
 from inference.features import rows_to_matrix
 from inference.idempotency import stored_with_write
 from inference.models import OUTPUTS_HEAD, IdempotencyRecord, ModelVersion, Prediction
-from inference.selectors import MODEL_NAME, model_version_get
 from inference.serializers import ModelTargetSerializer, PredictionCreateSerializer
 from project import freshness, metrics
 from project.cache import STORE_ERRORS, shared_cache
 from project.context import RateUsage, context_of
 from project.db import release_connection
-from project.errors import DatabaseUnavailable, InvalidInput, NotFound
+from project.errors import DatabaseUnavailable, InvalidInput
 from project.json import dumps
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,6 @@ _EXPIRATION_FUDGE = 5  # seconds a counter outlives its window, as django-rateli
 # changes them (but last_used_at, which the copy should remember anyway).
 _keys: freshness.ProcessCache[ApiKey | None] = freshness.ProcessCache(freshness.AUTH)
 _users: freshness.ProcessCache[Any] = freshness.ProcessCache(freshness.AUTH)
-_model_versions: freshness.ProcessCache[ModelVersion | None] = freshness.ProcessCache(freshness.MODELS)
 
 
 def _key_copy(prefix: str, stamps: freshness.Stamps | None) -> ApiKey | None:
@@ -90,22 +89,6 @@ def _key_copy(prefix: str, stamps: freshness.Stamps | None) -> ApiKey | None:
 
 def _user_copy(pk: Any, stamps: freshness.Stamps | None) -> Any:
     return _users.get(pk, stamps, lambda: get_user_model().objects.filter(pk=pk).first())
-
-
-def model_version_current(*, name: str, version: int | None, stamps: freshness.Stamps | None) -> ModelVersion:
-    """model_version_get from this worker's copy while the `models` stamp says it is current:
-    activating a version reaches every worker on its next request, without a query."""
-    if not MODEL_NAME.match(name):
-        return model_version_get(name=name, version=version)  # raises NotFound, with the reason
-
-    def load() -> ModelVersion | None:
-        try:
-            return model_version_get(name=name, version=version)
-        except NotFound:
-            return None
-
-    found = _model_versions.get((name, version), stamps, load)
-    return found if found is not None else model_version_get(name=name, version=version)  # the reason
 
 
 # --- one round trip: the count and the stamps -----------------------------------------------------
@@ -278,16 +261,17 @@ class PredictionThrottle(BaseThrottle):
 
 
 def prediction_create(request: Request) -> HttpResponse:
-    """Run the model a request names on its row or batch, store the prediction with its log row
-    (and its Idempotency-Key's answer) in one commit, and answer 201."""
+    """POST /api/v1/predictions/: run the model a request names on its row or batch, store the
+    prediction with its log row (and its Idempotency-Key's answer) in one commit, and answer 201."""
     context = context_of(request)
     # The model first, so that a request refused for its rows still counts against its model.
     data = request.data
     target = _TARGET.run_validation(data)
-    model_version = model_version_current(
-        name=target.get("model") or settings.DEFAULT_MODEL, version=target.get("version"), stamps=context.stamps
+    route = routing.resolve(
+        model=target.get("model") or settings.DEFAULT_MODEL, version=target.get("version"), stamps=context.stamps
     )
-    note_usage(request, model=model_version.name)
+    model_version = route.model_version
+    note_usage(request, model=model_version.name, version=model_version.version)
     params = _BODY.run_validation(data)
     features, instances = params.get("features"), params.get("instances")
     rows = [features] if instances is None else instances
@@ -299,6 +283,53 @@ def prediction_create(request: Request) -> HttpResponse:
         field=field_name,
         single=instances is None,
     )
+    user = request.user
+
+    def answer(made: Made) -> Answer:
+        body = dumps(
+            {
+                "id": made.prediction_id,
+                "model": model_version.name,
+                "version": model_version.version,
+                "prediction": made.result.predictions,
+                "probabilities": made.result.probabilities,
+                "rows": len(rows),
+                "user": user.username,
+                "created_at": made.created_at.isoformat().replace("+00:00", "Z"),
+            }
+        )
+        return Answer(status=201, body=body)
+
+    return prediction_store(request, route=route, matrix=matrix, field=field_name, render=answer)
+
+
+@dataclass(frozen=True)
+class Made:
+    """A prediction made and about to be stored: what an answer is rendered from."""
+
+    prediction_id: int
+    model_version: ModelVersion
+    result: runtime.PredictionResult
+    created_at: Any
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: dict[str, str] | None = None
+
+
+def prediction_store(
+    request: Request, *, route: routing.Route, matrix: Any, field: str, render: Callable[[Made], Answer]
+) -> HttpResponse:
+    """Run `route`'s model on `matrix` (rows already checked against it), store the prediction
+    with its log row and its Idempotency-Key's answer in one commit, and answer as `render` says:
+    every route that makes predictions (this API's and the Open Inference Protocol's) ends here.
+    A roll-out's shadow gets a copy once the answer has been sent."""
+    context = context_of(request)
+    model_version = route.model_version
     loaded = runtime.load(model_version)
     started = time.perf_counter()
     result = loaded.predict(matrix)
@@ -307,35 +338,25 @@ def prediction_create(request: Request) -> HttpResponse:
         # e.g. features near 1e308 overflow the model's arithmetic: the inputs are out of range.
         raise InvalidInput(
             "The model's output is not a finite number for these inputs; are the features in range?",
-            details={field_name: ["values out of the model's range"]},
+            details={field: ["values out of the model's range"]},
         )
-    note_usage(request, model=model_version.name, rows=len(rows))
+    n_rows = len(matrix)
+    note_usage(request, model=model_version.name, version=model_version.version, rows=n_rows)
     created_at = timezone.now()
-    prediction_id = _reserve_id()
     user = request.user
 
-    def answer(prediction_id: int) -> bytes:
-        return dumps(
-            {
-                "id": prediction_id,
-                "model": model_version.name,
-                "version": model_version.version,
-                "prediction": result.predictions,
-                "probabilities": result.probabilities,
-                "rows": len(rows),
-                "user": user.username,
-                "created_at": created_at.isoformat().replace("+00:00", "Z"),
-            }
-        )
+    def answer(prediction_id: int) -> Answer:
+        return render(Made(prediction_id, model_version, result, created_at))
 
-    body = answer(prediction_id)
+    prediction_id = _reserve_id()
+    first = answer(prediction_id)
     prediction = {
         "id": prediction_id,
         "user_id": user.pk,
         "model_version_id": model_version.pk,
         "model_name": model_version.name,
         "version": model_version.version,
-        "n_rows": len(rows),
+        "n_rows": n_rows,
         "inputs": storage.encode_matrix(matrix) if settings.STORE_PREDICTION_INPUTS else None,
         "outputs": storage.encode_outputs(indices=result.indices, values=result.values, classes=model_version.classes),
         "probabilities": None if result.matrix is None else storage.encode_matrix(result.matrix),
@@ -344,16 +365,47 @@ def prediction_create(request: Request) -> HttpResponse:
         "created_at": created_at,
     }
     log = request_log_values(
-        request, status=201, error_code="", response_bytes=len(body), latency_ms=_elapsed_ms(context.started)
+        request,
+        status=first.status,
+        error_code="",
+        response_bytes=len(first.body),
+        latency_ms=_elapsed_ms(context.started),
     )
     claim = context.idempotency_claim
     held = None if claim is None else stored_with_write(claim)
-    pending = _Pending(prediction=prediction, log=log, claim=held, answer=body, render=answer)
+    pending = _Pending(prediction=prediction, log=log, claim=held, answer=first, render=answer)
     _write(pending)
-    metrics.count_prediction(model=model_version.name, version=model_version.version, rows=len(rows))
+    metrics.count_prediction(model=model_version.name, version=model_version.version, rows=n_rows)
     context.logged = True
     context.idempotency_settled = claim is not None
-    return HttpResponse(pending.answer, status=201, content_type="application/json")
+    response = _AnsweredResponse(
+        pending.answer.body, status=pending.answer.status, content_type=pending.answer.content_type
+    )
+    for name, value in (pending.answer.headers or {}).items():
+        response[name] = value
+    if route.shadow is not None:
+        copy = shadow.ShadowCopy(
+            prediction_id=pending.prediction["id"],
+            shadow=route.shadow,
+            answered_version=model_version.version,
+            rows=matrix,
+            answer=result.values if result.values is not None else np.asarray(result.predictions),
+            answered_latency_ms=latency_ms,
+        )
+        response.after_sent = lambda: shadow.runner.submit(copy)
+    return response
+
+
+class _AnsweredResponse(HttpResponse):
+    """An answer with something to do once it has been sent: the WSGI server closes a response
+    after its last byte has gone, so a shadow run never delays it."""
+
+    after_sent: Callable[[], Any] | None = None
+
+    def close(self) -> None:
+        super().close()
+        if self.after_sent is not None:
+            self.after_sent()
 
 
 # The input serializers' own fields, messages and rules, from one instance each: DRF would deep-copy
@@ -374,8 +426,8 @@ class _Pending:
     prediction: dict[str, Any]
     log: dict[str, Any]
     claim: tuple[int, str] | None  # (idempotency record id, token) to store the answer under
-    answer: bytes
-    render: Callable[[int], bytes]  # the answer for a given prediction id
+    answer: Answer
+    render: Callable[[int], Answer]  # the answer for a given prediction id
     written: bool = False
     error: BaseException | None = None
     done: bool = False
@@ -498,11 +550,15 @@ def _write_through_orm(pending: _Pending) -> None:
         # Without PostgreSQL's sequence no id is known before the write: the answer, made with a
         # stand-in, is made again with the id the row got.
         pending.answer = pending.render(pending.prediction["id"])
-        pending.log["response_bytes"] = len(pending.answer)
+        pending.log["response_bytes"] = len(pending.answer.body)
         RequestLog.objects.create(**pending.log)
         if pending.claim is not None:
             IdempotencyRecord.objects.filter(pk=pending.claim[0], token=pending.claim[1]).update(
-                state="done", status=201, content_type="application/json", body=pending.answer
+                state="done",
+                status=pending.answer.status,
+                content_type=pending.answer.content_type,
+                headers=pending.answer.headers,
+                body=pending.answer.body,
             )
     pending.written = True
 
@@ -538,6 +594,7 @@ _LOG_COLUMNS = {
     "request_bytes": "integer",
     "response_bytes": "integer",
     "model": "varchar",
+    "model_version": "integer",
     "rows": "integer",
     "prompt_tokens": "integer",
     "completion_tokens": "integer",
@@ -556,15 +613,22 @@ def _group_statement() -> str:
     fields = {"n": "integer"}
     fields |= {f"p_{name}": kind for name, kind in _PREDICTION_COLUMNS.items()}
     fields |= {f"l_{name}": kind for name, kind in _LOG_COLUMNS.items()}
-    fields |= {"claim_id": "bigint", "claim_token": "varchar", "answer": "text"}
+    fields |= {
+        "claim_id": "bigint",
+        "claim_token": "varchar",
+        "answer_status": "smallint",
+        "answer_type": "varchar",
+        "answer_headers": "jsonb",
+    }
     record = ", ".join(f"{name} {kind}" for name, kind in fields.items())
     prediction_columns = [*_PREDICTION_COLUMNS, *_ARRAYS]
     prediction_values = [*(f"p_{name}" for name in _PREDICTION_COLUMNS), *_ARRAYS]
     return (
         f"WITH item AS (SELECT * FROM json_to_recordset(%s::json) AS i({record}) "  # noqa: S608 - our own names
-        f"JOIN unnest(%s::bytea[], %s::bytea[], %s::bytea[]) WITH ORDINALITY AS b({', '.join(_ARRAYS)}, n) USING (n)), "
-        f"settled AS (UPDATE {IdempotencyRecord._meta.db_table} r SET state = 'done', status = 201, "
-        "content_type = 'application/json', body = convert_to(item.answer, 'UTF8') FROM item "
+        f"JOIN unnest(%s::bytea[], %s::bytea[], %s::bytea[], %s::bytea[]) WITH ORDINALITY "
+        f"AS b({', '.join(_ARRAYS)}, answer, n) USING (n)), "
+        f"settled AS (UPDATE {IdempotencyRecord._meta.db_table} r SET state = 'done', status = item.answer_status, "
+        "content_type = item.answer_type, headers = item.answer_headers, body = item.answer FROM item "
         "WHERE item.claim_id IS NOT NULL AND r.id = item.claim_id AND r.token = item.claim_token RETURNING r.id), "
         "kept AS (SELECT * FROM item WHERE item.claim_id IS NULL OR item.claim_id IN (SELECT id FROM settled)), "
         f"predictions AS (INSERT INTO {Prediction._meta.db_table} ({', '.join(prediction_columns)}) "
@@ -591,11 +655,14 @@ def _insert_group(group: list[_Pending]) -> None:
         record.update({f"l_{name}": member.log[name] for name in _LOG_COLUMNS})
         if member.claim is not None:
             record["claim_id"], record["claim_token"] = member.claim
-            record["answer"] = member.answer.decode()
+            record["answer_status"] = member.answer.status
+            record["answer_type"] = member.answer.content_type
+            record["answer_headers"] = member.answer.headers
         records.append(record)
     params: list[str | list[Any]] = [
         dumps(records).decode(),
         *([member.prediction[name] for member in group] for name in _ARRAYS),
+        [member.answer.body if member.claim is not None else None for member in group],
     ]
     with connection.cursor() as cursor:
         cursor.execute(_GROUP_SQL, params)

@@ -78,8 +78,17 @@ class Claim:
 def _fingerprint(request: Request) -> str:
     """The route and the body's content, whitespace and key order aside. An HMAC keyed with the
     server's secret, so that a short text's fingerprint cannot be confirmed from the table alone."""
-    route = request._request.resolver_match.view_name if request._request.resolver_match else request.path
-    body = orjson.dumps(request.data, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    match = request._request.resolver_match
+    # The route's name and its path's parameters (the OIP routes name the model in the path).
+    route = (match.view_name + (f" {sorted(match.kwargs.items())}" if match.kwargs else "")) if match else request.path
+    data = request.data
+    # A body that is not JSON (the OIP's binary tensors) says what identifies it.
+    canonical = getattr(data, "fingerprint_bytes", None)
+    body = (
+        canonical()
+        if canonical is not None
+        else orjson.dumps(data, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    )
     key = hashlib.sha256(f"idempotency:{settings.SECRET_KEY}".encode()).digest()
     return hmac.new(key, f"{request.method} {route}\n".encode() + body, hashlib.sha256).hexdigest()
 
@@ -90,7 +99,7 @@ INSERT INTO {_TABLE} AS taken (user_id, key, fingerprint, token, state, locked_u
 VALUES (%s, %s, %s, %s, 'running', %s, NULL, '', NULL, %s, %s)
 ON CONFLICT (user_id, key) DO UPDATE SET
     fingerprint = EXCLUDED.fingerprint, token = EXCLUDED.token, state = 'running',
-    locked_until = EXCLUDED.locked_until, status = NULL, content_type = '', body = NULL,
+    locked_until = EXCLUDED.locked_until, status = NULL, content_type = '', headers = NULL, body = NULL,
     created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at
 WHERE taken.expires_at <= EXCLUDED.created_at
    OR (taken.state = 'running' AND taken.locked_until <= EXCLUDED.created_at)
@@ -133,6 +142,8 @@ def _replay(record: IdempotencyRecord) -> HttpResponse | None:
     if body is None:
         return None  # the cache lost it: the caller runs the request again
     response = HttpResponse(body, status=record.status, content_type=record.content_type or "application/json")
+    for name, value in (record.headers or {}).items():
+        response[name] = value
     response["Idempotent-Replayed"] = "true"
     return response
 

@@ -165,6 +165,9 @@ class IdempotencyRecord(models.Model):
     locked_until = models.DateTimeField(help_text="A running claim older than this was cut off and can be taken.")
     status = models.PositiveSmallIntegerField(null=True, blank=True)
     content_type = models.CharField(max_length=100, blank=True)
+    headers = models.JSONField(
+        null=True, blank=True, help_text="Headers the answer carried (e.g. OIP's binary framing)."
+    )
     body = models.BinaryField(null=True, blank=True, help_text="The answer's bytes, replayed as they were.")
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(db_index=True)
@@ -174,3 +177,106 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({self.state})"
+
+
+_ALIAS = r"[A-Za-z][A-Za-z0-9_-]{0,49}"
+# An alias starts with a letter, so it is never mistaken for a version number where either may
+# stand (the Open Inference Protocol's /versions/{version}).
+ALIAS_PATTERN = f"^{_ALIAS}$"
+ALIAS_PYTHON_PATTERN = rf"\A{_ALIAS}\Z"
+alias_validator = RegexValidator(
+    ALIAS_PYTHON_PATTERN, "A letter, then letters, digits, '_' or '-' (at most 50 characters)."
+)
+
+model_or_alias_validator = RegexValidator(
+    rf"\A{_MODEL_NAME}(@{_ALIAS})?\Z", "A model's name, or name@alias (e.g. iris@production)."
+)
+
+
+class ModelAlias(models.Model):
+    """`name@alias` (e.g. iris@production): a stable name for a version, moved by staff."""
+
+    name = models.CharField(max_length=100, validators=[model_name_validator])
+    alias = models.CharField(max_length=50, validators=[alias_validator])
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="aliases")
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "model aliases"
+        ordering = ["name", "alias"]
+        constraints = [models.UniqueConstraint(fields=["name", "alias"], name="model_alias_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.alias}"
+
+
+class Rollout(models.Model):
+    """A model's roll-out: a canary answering a share of its default requests, and a shadow run
+    on a copy of every such request after the answer is sent. One per model name at most."""
+
+    name = models.CharField(max_length=100, unique=True, validators=[model_name_validator])
+    canary = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    canary_percent = models.FloatField(default=0, help_text="The share of default requests the canary answers.")
+    shadow = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    started_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"roll-out of {self.name}"
+
+
+class ModelChange(models.Model):
+    """The audit of who pointed what where: aliases, activations, rollbacks, roll-outs. Append-only."""
+
+    class Action(models.TextChoices):
+        ALIAS_SET = "alias_set"
+        ALIAS_DELETED = "alias_deleted"
+        ACTIVATED = "activated"
+        ROLLED_BACK = "rolled_back"
+        ROLLOUT_SET = "rollout_set"
+        ROLLOUT_ENDED = "rollout_ended"
+
+    name = models.CharField(max_length=100)
+    action = models.CharField(max_length=20, choices=Action.choices)
+    alias = models.CharField(max_length=50, blank=True)
+    from_version = models.PositiveIntegerField(null=True, blank=True)
+    to_version = models.PositiveIntegerField(null=True, blank=True)
+    details = models.JSONField(null=True, blank=True, help_text="A roll-out's canary and shadow.")
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    via = models.CharField(max_length=20, help_text="api, admin or command.")
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+        indexes = [models.Index(fields=["name", "-changed_at"], name="model_change_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.action}"
+
+
+class ShadowPrediction(models.Model):
+    """A shadow version's answer to a copy of a request that another version answered: never
+    sent to anyone, kept to compare the two (inference/shadow.py)."""
+
+    prediction = models.ForeignKey(Prediction, on_delete=models.CASCADE, related_name="shadows")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    model_name = models.CharField(max_length=100)
+    version = models.PositiveIntegerField()
+    answered_version = models.PositiveIntegerField(help_text="The version whose answer was sent.")
+    n_rows = models.PositiveIntegerField()
+    outputs = models.BinaryField(null=True, blank=True, help_text="As a prediction's outputs.")
+    agreed_rows = models.PositiveIntegerField(null=True, blank=True, help_text="Classifiers: rows of the same class.")
+    abs_diff_sum = models.FloatField(null=True, blank=True, help_text="Regressors: the sum of |shadow - answer|.")
+    error_code = models.CharField(max_length=50, blank=True, help_text="Set when the shadow could not answer.")
+    latency_ms = models.FloatField(help_text="Time spent in the shadow model.")
+    answered_latency_ms = models.FloatField(help_text="Time the answering model spent on the same rows.")
+    latency_bin = models.PositiveSmallIntegerField(default=0)
+    answered_latency_bin = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["model_name", "-created_at"], name="shadow_model_recent")]
+
+    def __str__(self) -> str:
+        return f"shadow of prediction {self.prediction_id} ({self.model_name} v{self.version})"

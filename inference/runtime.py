@@ -92,6 +92,10 @@ class LoadedModel:
         object.__setattr__(self, "keys", [str(label) for label in self.classes])
         object.__setattr__(self, "kernel", _LogisticKernel.proven_for(self.estimator))
 
+    @property
+    def gives_probabilities(self) -> bool:
+        return self.kernel is not None or (self.classes is not None and hasattr(self.estimator, "predict_proba"))
+
     def predict(self, rows: np.ndarray) -> PredictionResult:
         # Overflow is checked for below (finite), rather than warned about on every such call.
         # The rows are already a finite float matrix of the right shape (inference.features), so

@@ -8,11 +8,20 @@ from datetime import datetime
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
 
-from inference.models import MODEL_NAME_PYTHON_PATTERN, ModelVersion, Prediction
-from project.errors import NotFound
+from inference.models import (
+    ALIAS_PYTHON_PATTERN,
+    MODEL_NAME_PYTHON_PATTERN,
+    ModelAlias,
+    ModelChange,
+    ModelVersion,
+    Prediction,
+    Rollout,
+)
+from project.errors import InvalidInput, NotFound
 
 _MAX_BIGINT = 2**63 - 1
 MODEL_NAME = re.compile(MODEL_NAME_PYTHON_PATTERN)
+ALIAS = re.compile(ALIAS_PYTHON_PATTERN)
 
 
 def model_list() -> QuerySet[ModelVersion]:
@@ -41,6 +50,46 @@ def model_version_get(*, name: str, version: int | None = None) -> ModelVersion:
     raise NotFound(f"No model named '{name}'.", details={"model": [f"unknown model '{name}'"]})
 
 
+def split_alias(model: str) -> tuple[str, str | None]:
+    """("iris", "production") for "iris@production"; (model, None) for a name alone."""
+    name, at, alias = model.partition("@")
+    return (name, alias) if at else (model, None)
+
+
+def model_version_named(*, model: str, version: int | None = None) -> ModelVersion:
+    """What a request names: `name`, `name` with a version, or `name@alias`."""
+    name, alias = split_alias(model)
+    if alias is None:
+        return model_version_get(name=name, version=version)
+    if version is not None:
+        raise InvalidInput(
+            "Name a version or an alias, not both.",
+            details={"version": [f"'{model}' names an alias; leave the version out"]},
+        )
+    return model_version_by_alias(name=name, alias=alias)
+
+
+def model_version_by_alias(*, name: str, alias: str) -> ModelVersion:
+    if MODEL_NAME.match(name) and ALIAS.match(alias):
+        found = ModelAlias.objects.select_related("model_version").filter(name=name, alias=alias).first()
+        if found is not None:
+            return found.model_version
+    shown = f"{name}@{alias}"
+    raise NotFound(f"No model alias {shown!r}.", details={"model": [f"unknown alias {shown!r}"]})
+
+
+def alias_list(*, name: str) -> QuerySet[ModelAlias]:
+    return ModelAlias.objects.filter(name=name).select_related("model_version", "updated_by").order_by("alias")
+
+
+def rollout_get(*, name: str) -> Rollout | None:
+    return Rollout.objects.select_related("canary", "shadow", "started_by").filter(name=name).first()
+
+
+def model_changes(*, name: str, limit: int = 50) -> list[ModelChange]:
+    return list(ModelChange.objects.filter(name=name).select_related("changed_by")[:limit])
+
+
 def prediction_list(
     *,
     user: User,
@@ -57,7 +106,11 @@ def prediction_list(
     if not user.is_staff:
         query = query.filter(user=user)
     if model:
-        query = query.filter(model_name=model)
+        name, alias = split_alias(model)
+        if alias is None:
+            query = query.filter(model_name=model)
+        else:  # the predictions of the version the alias points at now
+            query = query.filter(model_version=model_version_by_alias(name=name, alias=alias))
     if since is not None:
         query = query.filter(created_at__gte=since)
     if until is not None:

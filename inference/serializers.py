@@ -7,7 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from inference import storage
-from inference.models import OUTPUTS_HEAD, ModelVersion, Prediction, model_name_validator
+from inference.models import OUTPUTS_HEAD, ModelVersion, Prediction, model_or_alias_validator
 from project.errors import PayloadTooLarge
 from project.fields import QueryCharField, QueryDateTimeField, StrictCharField, StrictIntegerField
 
@@ -94,7 +94,12 @@ class PredictionCreateSerializer(ModelTargetSerializer):
 
 
 class PredictionFilterSerializer(serializers.Serializer):
-    model = QueryCharField(required=False, max_length=100, validators=[model_name_validator])
+    model = QueryCharField(
+        required=False,
+        max_length=151,
+        validators=[model_or_alias_validator],
+        help_text="A model's name, or name@alias (the version the alias points at now).",
+    )
     since = QueryDateTimeField(
         required=False, help_text="ISO 8601; predictions at or after it. In UTC within years 1 to 9999, or a 400."
     )

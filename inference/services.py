@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from inference import runtime
-from inference.models import ModelVersion, model_name_validator
+from inference.models import ModelChange, ModelVersion, model_name_validator
 from inference.selectors import model_version_get
 from project import freshness
 
@@ -83,7 +83,7 @@ def model_register(
                 is_first = latest is None
                 if activate and not is_first:
                     ModelVersion.objects.filter(name=name, is_active=True).update(is_active=False)
-                return ModelVersion.objects.create(
+                registered = ModelVersion.objects.create(
                     name=name,
                     version=(latest or 0) + 1,
                     file=relative,
@@ -92,6 +92,16 @@ def model_register(
                     registered_by=registered_by,
                     **facts,
                 )
+                if registered.is_active:
+                    model_change_record(
+                        name=name,
+                        action=ModelChange.Action.ACTIVATED,
+                        from_version=None if active is None else active.version,
+                        to_version=registered.version,
+                        by=registered_by,
+                        via="command",
+                    )
+                return registered
         except IntegrityError:
             continue
     raise RegistrationError(f"could not register a new version of {name}: concurrent registrations")
@@ -109,8 +119,17 @@ class ShapeChange(Exception):
     """Activating a version would change what the name's clients send or get back."""
 
 
-def model_activate(*, name: str, version: int, allow_new_shape: bool = False) -> ModelVersion:
+def model_activate(
+    *,
+    name: str,
+    version: int,
+    allow_new_shape: bool = False,
+    by: User | None = None,
+    via: str = "command",
+    action: str = ModelChange.Action.ACTIVATED,
+) -> ModelVersion:
     """Make `version` the active version of `name`; every worker uses it from its next request.
+    The change is audited (who, when, from which version to which).
 
     A version of another shape (task, features, classes) than the active one is refused unless
     `allow_new_shape`: switching to it is what would break the name's clients.
@@ -118,15 +137,54 @@ def model_activate(*, name: str, version: int, allow_new_shape: bool = False) ->
     with transaction.atomic():
         target = model_version_get(name=name, version=version)
         active = ModelVersion.objects.select_for_update().filter(name=name, is_active=True).first()
-        if active is not None and not allow_new_shape:
-            facts = {field: getattr(target, field) for field in ("task", "n_features", "feature_names", "classes")}
-            if changes := _shape_changes(active, facts):
-                raise ShapeChange(
-                    f"{target} would change what clients send or get back from {active} ({'; '.join(changes)})"
-                )
+        if active is not None and not allow_new_shape and (changes := shape_changes(active, target)):
+            raise ShapeChange(
+                f"{target} would change what clients send or get back from {active} ({'; '.join(changes)})"
+            )
         ModelVersion.objects.filter(name=name, is_active=True).exclude(pk=target.pk).update(is_active=False)
         if not target.is_active:
             target.is_active = True
             target.save(update_fields=["is_active"])
+        if active is None or active.pk != target.pk:
+            model_change_record(
+                name=name,
+                action=action,
+                from_version=active.version if active is not None else None,
+                to_version=target.version,
+                by=by,
+                via=via,
+            )
         freshness.bump(freshness.MODELS)
     return target
+
+
+SHAPE_FIELDS = ("task", "n_features", "feature_names", "classes")
+
+
+def shape_changes(current: ModelVersion, other: ModelVersion) -> list[str]:
+    """How `other` differs from `current` in what clients send or get back (empty: it does not)."""
+    return _shape_changes(current, {field: getattr(other, field) for field in SHAPE_FIELDS})
+
+
+def model_change_record(
+    *,
+    name: str,
+    action: str,
+    by: User | None,
+    via: str,
+    alias: str = "",
+    from_version: int | None = None,
+    to_version: int | None = None,
+    details: dict[str, Any] | None = None,
+) -> ModelChange:
+    """One line of the audit of what staff pointed where (inference.models.ModelChange)."""
+    return ModelChange.objects.create(
+        name=name,
+        action=action,
+        alias=alias,
+        from_version=from_version,
+        to_version=to_version,
+        details=details,
+        changed_by=by,
+        via=via,
+    )

@@ -1,5 +1,5 @@
-"""Any saved or deleted model version makes every worker's copies stale (project/freshness.py);
-services that write with UPDATE (model_activate) bump the stamp themselves."""
+"""Any saved or deleted model version, alias or roll-out makes every worker's copies stale
+(project/freshness.py); services that write with UPDATE (model_activate) bump the stamp themselves."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db.models.signals import post_delete, post_save
 
-from inference.models import ModelVersion
+from inference.models import ModelAlias, ModelVersion, Rollout
 from project import freshness
 
 
@@ -16,5 +16,7 @@ def _model_versions_changed(sender: Any, **kwargs: Any) -> None:
 
 
 def connect() -> None:
-    post_save.connect(_model_versions_changed, sender=ModelVersion, dispatch_uid="freshness-models-save")
-    post_delete.connect(_model_versions_changed, sender=ModelVersion, dispatch_uid="freshness-models-delete")
+    for model in (ModelVersion, ModelAlias, Rollout):
+        label = model._meta.model_name
+        post_save.connect(_model_versions_changed, sender=model, dispatch_uid=f"freshness-{label}-save")
+        post_delete.connect(_model_versions_changed, sender=model, dispatch_uid=f"freshness-{label}-delete")

@@ -38,6 +38,7 @@ class RequestContext:
     rate_usage: RateUsage | None = None
     # What it used, for its log row.
     model: str = ""
+    model_version: int | None = None  # the version that answered (predictions)
     rows: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0

@@ -1,4 +1,5 @@
-"""The one error path: every exception, from our code, DRF or Django, in one JSON shape.
+"""The one error path: every exception, from our code, DRF or Django, in one JSON shape (on the
+Open Inference Protocol's routes, that protocol's).
 
 `exception_handler` is DRF's EXCEPTION_HANDLER; the views below are Django's handler404 and
 friends, for requests that never reach a DRF view.
@@ -98,7 +99,21 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         status, code, message, details = 500, "internal_error", "Internal server error.", {}
 
     set_rollback()
-    return _with_error_code(Response(error_body(code, message, details), status=status, headers=headers), code)
+    request = context.get("request")
+    body = shaped_error_body(getattr(request, "path", ""), code, message, details)
+    return _with_error_code(Response(body, status=status, headers=headers), code)
+
+
+def _speaks_oip(path: str) -> bool:
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def shaped_error_body(path: str, code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The contract's error shape, or on the Open Inference Protocol's routes (/v2) the
+    protocol's own, `{"error": "<message>"}`, which its clients read (tritonclient raises it)."""
+    if _speaks_oip(path):
+        return {"error": message}
+    return error_body(code, message, details)
 
 
 def _with_error_code(response: _R, code: str) -> _R:
@@ -109,7 +124,7 @@ def _with_error_code(response: _R, code: str) -> _R:
 
 
 def json_error(request: HttpRequest, status: int, code: str, message: str) -> JsonResponse:
-    return _with_error_code(JsonResponse(error_body(code, message), status=status), code)
+    return _with_error_code(JsonResponse(shaped_error_body(request.path, code, message), status=status), code)
 
 
 @csrf_exempt  # an unknown API path is a 404 for any method, never a CSRF page

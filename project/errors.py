@@ -40,6 +40,13 @@ class NotFound(AppError):
     default_message = "Not found."
 
 
+class Conflict(AppError):
+    status_code = 409
+    code = "conflict"
+    default_message = "The request conflicts with the object's current state."
+    retryable = False
+
+
 class PayloadTooLarge(AppError):
     status_code = 413
     code = "payload_too_large"

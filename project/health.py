@@ -86,8 +86,12 @@ def _check_cache() -> str | None:
     return None if ok else "not storing values"
 
 
-def readyz(request: HttpRequest) -> JsonResponse:
-    """200 when the database, the cache and every registered check are fine; else 503 naming what failed."""
+def readiness_problems() -> dict[str, str]:
+    """What is not usable (the database, the cache, a registered check), by name; empty when ready."""
+    return _problems()[0]
+
+
+def _problems() -> tuple[dict[str, str], dict[str, Any]]:
     problems: dict[str, str] = {}
     database, pool = _check_database()
     if database is not None:
@@ -98,6 +102,12 @@ def readyz(request: HttpRequest) -> JsonResponse:
         for name, check in _app_checks.items():
             if (problem := check()) is not None:
                 problems[name] = problem
+    return problems, pool
+
+
+def readyz(request: HttpRequest) -> JsonResponse:
+    """200 when the database, the cache and every registered check are fine; else 503 naming what failed."""
+    problems, pool = _problems()
     if problems:
         names = ", ".join(sorted(problems))
         details: dict[str, Any] = {k: [v] for k, v in problems.items()}

@@ -67,6 +67,12 @@ POOL_CONNECTIONS = Gauge(
     ["state"],
     multiprocess_mode="livesum",
 )
+SHADOW_RUNS = Counter(
+    "mlserve_shadow_runs_total",
+    "Shadow runs of a roll-out, by model and outcome: stored, failed (the shadow could not answer), "
+    "or dropped (the worker's queue was full).",
+    ["model", "outcome"],
+)
 MODEL_LOAD = Histogram(
     "mlserve_model_load_seconds",
     "Loading a model file (checksum and joblib), by model and version.",

@@ -19,6 +19,8 @@ api_v1 = [
 urlpatterns = [
     path("api/v1/", include((api_v1, "v1"))),
     path("v1/", include(("inference.openai_urls", "openai"))),
+    path("v2", include(("inference.oip_server_urls", "v2-server"))),
+    path("v2/", include(("inference.oip_urls", "v2"))),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", health.healthz, name="healthz"),
@@ -27,7 +29,7 @@ urlpatterns = [
     path("admin/analytics/", include("analytics.admin_urls")),
     path("admin/", admin.site.urls),
     # Anything else under the API prefixes: a JSON 404, in DEBUG too (handler404 is not used then).
-    re_path(r"^(api|v1)/", errors.not_found_view, name="not-found"),
+    re_path(r"^(api|v1|v2)/", errors.not_found_view, name="not-found"),
 ]
 
 handler400 = errors.bad_request_view

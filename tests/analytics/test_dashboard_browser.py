@@ -90,3 +90,39 @@ def test_the_dashboard_draws_every_chart_with_data(browser, live_server, committ
     assert screenshot.stat().st_size > 10_000
     if target := os.environ.get("DASHBOARD_SCREENSHOT"):
         shutil.copy(screenshot, target)
+
+
+def test_the_dashboard_compares_a_rollouts_versions(browser, live_server, committed_demo_models, client_for):
+    from selenium.webdriver.common.by import By
+
+    from inference import shadow
+    from inference.rollouts import rollout_set
+    from tests.inference.helpers import IRIS_ROW, register_tree
+
+    canary, shadowing = register_tree(), register_tree()
+    rollout_set(
+        name="iris",
+        canary_version=canary.version,
+        canary_percent=50,
+        shadow_version=shadowing.version,
+        by=None,
+        via="api",
+    )
+    operator = get_user_model().objects.create_superuser("operator", password="a long enough password 1")
+    client = client_for(operator)
+    for _ in range(20):
+        assert client.post("/api/v1/predictions/", {"features": IRIS_ROW}, format="json").status_code == 201
+    assert shadow.runner.wait_until_idle(timeout=60)
+
+    browser.get(f"{live_server.url}/admin/login/?next=/admin/analytics/dashboard/?days=1")
+    browser.find_element(By.NAME, "username").send_keys("operator")
+    browser.find_element(By.NAME, "password").send_keys("a long enough password 1")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    charts = {c.get_attribute("aria-label"): c for c in browser.find_elements(By.CSS_SELECTOR, "svg.chart")}
+    requests = charts["iris roll-out: requests per version"].find_elements(By.CSS_SELECTOR, ".bar")
+    assert [float(bar.get_attribute("data-value")) for bar in requests] == [10, 10]  # half each, exactly
+    assert all(bar.rect["width"] > 0 for bar in requests)
+    latency = charts["iris roll-out: p95 latency per version"].find_elements(By.CSS_SELECTOR, ".bar")
+    assert len(latency) == 2 and all(float(bar.get_attribute("data-value")) > 0 for bar in latency)
+    (agreement,) = charts["iris roll-out: shadow agreement with the answer"].find_elements(By.CSS_SELECTOR, ".bar")
+    assert 0 < float(agreement.get_attribute("data-value")) <= 100

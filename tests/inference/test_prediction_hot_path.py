@@ -110,7 +110,11 @@ def test_every_other_route_uses_the_stock_parts():
                 continue
             authenticators = {type(a) for a in instance.get_authenticators()}
             throttles = {type(t) for t in instance.get_throttles()}
-            if view.__name__ == "PredictionViewSet" and actions.get(method) == "create":
+            # The two routes that make predictions: this API's and the Open Inference Protocol's.
+            making = (view.__name__ == "PredictionViewSet" and actions.get(method) == "create") or (
+                view.__name__ == "InferView" and method == "post"
+            )
+            if making:
                 assert authenticators == {fast_path.PredictionAuthentication}
                 assert throttles == {fast_path.PredictionThrottle}
             else:
