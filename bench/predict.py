@@ -16,7 +16,8 @@ the ratios are per round, reported as the median and the spread.
   - single rows with a new Idempotency-Key each, / without     reported
   - the Open Inference Protocol's route (/v2/models/iris/infer, JSON tensors), single rows and
     1,000-row batches, / /api/v1/predictions/ in the same round   reported
-  - single rows with a roll-out's shadow version on, / off      reported
+  - single rows with a roll-out's shadow version on, / off (throughput at concurrency 16, and
+    added p50 at concurrency 1)                                   reported
 
 The machine is shared: the load average is recorded before each round, a round that starts
 above BENCH_MAX_LOAD (default: the number of cores) is marked, and a run in which half the
@@ -288,26 +289,29 @@ if Rollout.objects.filter(name="iris").exists():
 
 
 def shadow_rounds(env: dict[str, str], full: str, key: str, load: object, model_file: str) -> list[dict]:
-    """Single rows at CONCURRENCY with a shadow version (the same model file, registered again as
-    version 2) on and off, alternating which goes first; each pair is one round."""
+    """Single rows with a shadow version (the same model file, registered again as version 2) on
+    and off, at CONCURRENCY (throughput) and at concurrency 1 (latency), alternating which goes
+    first; each pair is one round."""
     manage(env, "register_model", "iris", model_file)
     found = []
     for round_no in range(ROUNDS):
         wait_for_quiet(MAX_LOAD)
-        measured = {}
+        measured: dict[str, dict] = {}
         for state in ("off", "on") if round_no % 2 == 0 else ("on", "off"):
             manage(env, "shell", "-c", SHADOW_ON if state == "on" else SHADOW_OFF)
-            measured[state] = load(  # type: ignore[operator]
-                f"{full}/api/v1/predictions/", {"features": ROW}, key=key, connections=CONCURRENCY, seconds=SECONDS
-            )
+            for kind, connections in (("single", CONCURRENCY), ("latency", 1)):
+                measured[f"{kind}_{state}"] = load(  # type: ignore[operator]
+                    f"{full}/api/v1/predictions/", {"features": ROW}, key=key, connections=connections, seconds=SECONDS
+                )
         manage(env, "shell", "-c", SHADOW_OFF)
         found.append(measured)
-        on, off = measured["on"], measured["off"]
-        print(
-            f"shadow round {round_no + 1}: off {off['rps']:8.1f}/s p50 {off['p50_ms']:.2f} ms   "
-            f"on {on['rps']:8.1f}/s p50 {on['p50_ms']:.2f} ms",
-            flush=True,
-        )
+        for kind in ("single", "latency"):
+            on, off = measured[f"{kind}_on"], measured[f"{kind}_off"]
+            print(
+                f"shadow round {round_no + 1} {kind:8}: off {off['rps']:8.1f}/s p50 {off['p50_ms']:.2f} ms   "
+                f"on {on['rps']:8.1f}/s p50 {on['p50_ms']:.2f} ms",
+                flush=True,
+            )
     return found
 
 
@@ -405,8 +409,8 @@ def main() -> None:
     keyed_ms = [r["keyed"]["p50_ms"] - r["plain"]["p50_ms"] for r in keyed_results["latency"]]
     oip_single = [r["oip"]["rps"] / r["rest"]["rps"] for r in oip_results["single"]]
     oip_batch = [r["oip"]["rps"] / r["rest"]["rps"] for r in oip_results["batch"]]
-    shadow_rps = [r["on"]["rps"] / r["off"]["rps"] for r in shadow_results]
-    shadow_ms = [r["on"]["p50_ms"] - r["off"]["p50_ms"] for r in shadow_results]
+    shadow_rps = [r["single_on"]["rps"] / r["single_off"]["rps"] for r in shadow_results]
+    shadow_ms = [r["latency_on"]["p50_ms"] - r["latency_off"]["p50_ms"] for r in shadow_results]
     workers_peak = max(memory["full"], default=0.0)
     loaded = sum(value > MAX_LOAD for value in loads)
     print(
@@ -431,7 +435,7 @@ def main() -> None:
     print(f"OIP /v2 infer, single rows / REST:           {spread(oip_single)}")
     print(f"OIP /v2 infer, 1,000-row batches / REST:     {spread(oip_batch)}")
     print(f"with a shadow version on, throughput / off:  {spread(shadow_rps)}")
-    print(f"with a shadow version on, added p50:         {spread(shadow_ms)} ms")
+    print(f"with a shadow version on, added p50 at c=1:  {spread(shadow_ms)} ms")
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     (ROOT / "bench" / "results" / "predict.json").write_text(
         json.dumps(

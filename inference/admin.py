@@ -125,11 +125,12 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def rollback(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
         for name in sorted(set(queryset.values_list("name", flat=True))):
             try:
-                restored, previous = rollouts.model_rollback(name=name, by=authenticated_user(request), via="admin")
+                switch = rollouts.model_rollback(name=name, by=authenticated_user(request), via="admin")
             except AppError as exc:
                 self.message_user(request, f"{name}: not rolled back: {exc.message}", messages.ERROR)
                 continue
-            self.message_user(request, f"{name}: v{previous} rolled back to v{restored.version}", messages.SUCCESS)
+            message = f"{name}: v{switch.previous} rolled back to v{switch.active.version}"
+            self.message_user(request, message, messages.SUCCESS)
 
 
 def _same_model(name: str, version: ModelVersion | None, field: str) -> None:

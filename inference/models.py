@@ -188,6 +188,7 @@ alias_validator = RegexValidator(
     ALIAS_PYTHON_PATTERN, "A letter, then letters, digits, '_' or '-' (at most 50 characters)."
 )
 
+MODEL_OR_ALIAS_PATTERN = f"^{_MODEL_NAME}(@{_ALIAS})?$"
 model_or_alias_validator = RegexValidator(
     rf"\A{_MODEL_NAME}(@{_ALIAS})?\Z", "A model's name, or name@alias (e.g. iris@production)."
 )

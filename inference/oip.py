@@ -16,7 +16,9 @@ Every message here is the whole error a client sees: the protocol's error is one
 from __future__ import annotations
 
 import io
+import itertools
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,9 +32,11 @@ from rest_framework.parsers import BaseParser
 from inference.models import ModelVersion
 from project.errors import InvalidInput, PayloadTooLarge
 from project.json import JSONParser
+from project.request_bodies import CHUNKED
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 _HEADER_LENGTH_META = "HTTP_INFERENCE_HEADER_CONTENT_LENGTH"
+_DIGITS = re.compile(r"[0-9]{1,10}")
 
 # The protocol's numeric types, as numpy reads them from the wire (little-endian).
 _NUMERIC = {
@@ -84,15 +88,16 @@ class InferenceBodyParser(BaseParser):
         declared = meta.get(_HEADER_LENGTH_META)
         length = len(raw)
         if declared is not None:
-            if not declared.isdigit() or int(declared) > len(raw):
+            if not _DIGITS.fullmatch(declared) or int(declared) > len(raw):
                 raise ParseError(
                     f"{HEADER_LENGTH} must be a whole number of bytes, at most the body's {len(raw)}; got {declared!r}."
                 )
             length = int(declared)
-        # The JSON part by the service's own JSON rules (strict numbers, bounded depth).
-        header = JSONParser().parse(io.BytesIO(raw[:length]), "application/json", {**context, "encoding": "utf-8"})
-        if meta.get("mlserve.chunked_body"):
-            meta["CONTENT_LENGTH"] = str(len(raw))
+        try:  # the JSON part by the service's own JSON rules (strict numbers, bounded depth)
+            header = JSONParser().parse(io.BytesIO(raw[:length]), "application/json", {**context, "encoding": "utf-8"})
+        finally:
+            if meta.get(CHUNKED):  # its real length, for the request log (the JSON parser saw only a part)
+                meta["CONTENT_LENGTH"] = str(len(raw))
         if type(header) is not dict:
             raise ParseError("The inference request must be a JSON object.")
         return InferenceBody(header=header, binary=raw[length:])
@@ -156,7 +161,7 @@ def _read_input(index: int, item: Any, binary: bytes, offset: int) -> tuple[Tens
     count = math.prod(shape)
     if count > settings.MAX_REQUEST_BODY_BYTES:  # more values than the body could hold: no arithmetic on it
         raise PayloadTooLarge(f"{label}: shape {shape} holds more values than a request can carry.")
-    parameters = item.get("parameters") or {}
+    parameters = item.get("parameters", {})
     if type(parameters) is not dict:
         raise _invalid(f"{label}: 'parameters' must be an object.")
     size = parameters.get("binary_data_size")
@@ -176,29 +181,27 @@ def _read_input(index: int, item: Any, binary: bytes, offset: int) -> tuple[Tens
         return Tensor(name, datatype, shape, values), offset + size
     if "data" not in item:
         raise _invalid(f"{label}: 'data' is missing (or give parameters.binary_data_size and send it as bytes).")
-    flat = _flatten(item["data"], label)
+    flat = _flatten(item["data"], shape, label)
     if len(flat) != count:
         raise _invalid(f"{label}: shape {shape} holds {count} values; 'data' has {len(flat)}.")
     return Tensor(name, datatype, shape, _typed(flat, datatype, dtype, label)), offset
 
 
-def _flatten(data: Any, label: str) -> list[Any]:
-    """`data`, flat or nested (row-major), as one list; nesting must be arrays all the way down."""
+def _flatten(data: Any, shape: list[int], label: str) -> list[Any]:
+    """`data`, flat or nested exactly as the shape (row-major), as one list."""
     if type(data) is not list:
         raise _invalid(f"{label}: 'data' must be an array (flat, or nested as the shape).")
     if all(type(value) is not list for value in data):
         return data
-    flat: list[Any] = []
-    stack = [iter(data)]
-    while stack:
-        for value in stack[-1]:
-            if type(value) is list:
-                stack.append(iter(value))
-                break
-            flat.append(value)
-        else:
-            stack.pop()
-    return flat
+    if len(shape) == 2 and len(data) == shape[0] and all(type(row) is list and len(row) == shape[1] for row in data):
+        return list(itertools.chain.from_iterable(data))  # rows, the usual nesting: no copy through numpy
+    try:
+        nested = np.array(data, dtype=object)
+    except ValueError:  # ragged: rows of different lengths, or arrays beside numbers
+        raise _invalid(f"{label}: 'data' is nested unevenly; nest it as the shape {shape}, or send it flat.") from None
+    if list(nested.shape) != shape:
+        raise _invalid(f"{label}: 'data' is nested as {list(nested.shape)}; the shape says {shape}.")
+    return nested.reshape(-1).tolist()
 
 
 def _typed(flat: list[Any], datatype: str, dtype: np.dtype, label: str) -> np.ndarray:
@@ -272,7 +275,7 @@ class RequestedOutput:
 def requested_outputs(body: InferenceBody, model_version: ModelVersion) -> list[RequestedOutput]:
     """What the answer carries: `predict` when nothing is asked for, else what is asked for."""
     header = body.header
-    parameters = header.get("parameters") or {}
+    parameters = header.get("parameters", {})
     if type(parameters) is not dict:
         raise InvalidInput("'parameters' must be an object.", details={"parameters": ["must be an object"]})
     binary_all = parameters.get("binary_data_output") is True
@@ -288,7 +291,7 @@ def requested_outputs(body: InferenceBody, model_version: ModelVersion) -> list[
         if name not in available:
             message = f"Unknown output {name!r}; {model_version} gives {available}."
             raise InvalidInput(message, details={"outputs": [message]})
-        options = item.get("parameters") or {}
+        options = item.get("parameters", {})
         if type(options) is not dict:
             raise InvalidInput("An output's 'parameters' must be an object.", details={"outputs": ["bad parameters"]})
         binary = options.get("binary_data")

@@ -10,9 +10,11 @@ same authentication and limit (inference/fast_path.py), Idempotency-Key, record 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from drf_spectacular.utils import extend_schema
+from rest_framework.exceptions import ParseError
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -31,9 +33,16 @@ SERVER_VERSION = "1.0"
 EXTENSIONS = ["binary_tensor_data"]
 
 
+_NUMBER = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdigit() takes "²", which int() refuses
+
+
+def _is_number(version: str) -> bool:
+    return _NUMBER.fullmatch(version) is not None
+
+
 def _model_named(name: str, version: str | None) -> str:
     """The `model` a path names: `name`, or `name@alias` when the version segment is a label."""
-    if version is None or version.isdigit():
+    if version is None or _is_number(version):
         return name
     if "@" in name:
         raise InvalidInput(f"{name!r} names an alias already; leave out /versions/{version}.")
@@ -41,7 +50,7 @@ def _model_named(name: str, version: str | None) -> str:
 
 
 def _version_number(version: str | None) -> int | None:
-    if version is None or not version.isdigit():
+    if version is None or not _is_number(version):
         return None
     number = int(version)
     if not 0 < number < 2**31:
@@ -129,7 +138,8 @@ class InferView(APIView):
         model_version = route.model_version
         note_usage(request, model=model_version.name, version=model_version.version)
         body = request.data
-        assert isinstance(body, oip.InferenceBody)  # noqa: S101 - this view's only parser makes these
+        if not isinstance(body, oip.InferenceBody):  # no body at all: DRF calls no parser
+            raise ParseError("The inference request must be a JSON object.")
         request_id = oip.request_id(body)
         outputs = oip.requested_outputs(body, model_version)
         matrix = oip.to_matrix(oip.read_inputs(body), model_version)

@@ -36,7 +36,7 @@ class RolloutSetSerializer(serializers.Serializer):
 
 
 class RolloutSerializer(serializers.Serializer):
-    """A model's roll-out (documents inference.rollouts.rollout_description, plus who and when)."""
+    """A model's roll-out (documents inference.services.rollout_description, plus who and when)."""
 
     name = serializers.CharField()
     canary = CanarySerializer(allow_null=True)
@@ -47,7 +47,7 @@ class RolloutSerializer(serializers.Serializer):
 
 class AliasSerializer(serializers.ModelSerializer):
     version = serializers.IntegerField(source="model_version.version")
-    updated_by = serializers.CharField(source="updated_by.username", default=None)
+    updated_by = serializers.CharField(source="updated_by.username", default=None, allow_null=True)
 
     class Meta:
         model = ModelAlias
@@ -56,7 +56,7 @@ class AliasSerializer(serializers.ModelSerializer):
 
 
 class ModelChangeSerializer(serializers.ModelSerializer):
-    changed_by = serializers.CharField(source="changed_by.username", default=None)
+    changed_by = serializers.CharField(source="changed_by.username", default=None, allow_null=True)
 
     class Meta:
         model = ModelChange

@@ -4,14 +4,13 @@ routes by it from its next request (inference/routing.py)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib.auth.models import User
 from django.db import transaction
 
+from inference import runtime
 from inference.models import ModelAlias, ModelChange, ModelVersion, Rollout
-from inference.selectors import model_version_get
-from inference.services import model_activate, model_change_record, shape_changes
+from inference.selectors import ALIAS, MODEL_NAME, model_version_get
+from inference.services import Switch, model_change_record, model_switch, rollout_description, shape_changes
 from project import freshness
 from project.errors import AppError, InvalidInput, NotFound
 
@@ -23,13 +22,13 @@ class NoPreviousVersion(AppError):
 
 
 def alias_set(*, name: str, alias: str, version: int, by: User | None, via: str) -> ModelAlias:
-    """Point `name@alias` at `version` (made if new)."""
+    """Point `name@alias` at `version` (made if new; two at once: one makes it, the other moves it)."""
     with transaction.atomic():
         target = model_version_get(name=name, version=version)
-        found = ModelAlias.objects.select_for_update().filter(name=name, alias=alias).first()
-        before = None if found is None else found.model_version.version
-        if found is None:
-            found = ModelAlias(name=name, alias=alias)
+        found, created = ModelAlias.objects.select_for_update().get_or_create(
+            name=name, alias=alias, defaults={"model_version": target, "updated_by": by}
+        )
+        before = None if created else found.model_version.version
         found.model_version, found.updated_by = target, by
         found.updated_at = model_change_record(
             name=name,
@@ -46,11 +45,13 @@ def alias_set(*, name: str, alias: str, version: int, by: User | None, via: str)
 
 
 def alias_delete(*, name: str, alias: str, by: User | None, via: str) -> None:
+    if not MODEL_NAME.match(name) or not ALIAS.match(alias):  # e.g. a NUL, which PostgreSQL refuses
+        raise NotFound(f"No model alias {f'{name}@{alias}'!r}.")
     with transaction.atomic():
         found = ModelAlias.objects.select_for_update().select_related("model_version").filter(name=name, alias=alias)
         existing = found.first()
         if existing is None:
-            raise NotFound(f"No model alias '{name}@{alias}'.")
+            raise NotFound(f"No model alias {f'{name}@{alias}'!r}.")
         model_change_record(
             name=name,
             action=ModelChange.Action.ALIAS_DELETED,
@@ -117,10 +118,21 @@ def _rollout_version(active: ModelVersion, version: int | None, role: str) -> Mo
             f"{found} does not answer the same requests as {active} ({'; '.join(changes)}).",
             details={role: [f"another shape than the active version: {'; '.join(changes)}"]},
         )
+    if (
+        active.classes is not None
+        and runtime.load(found).gives_probabilities != runtime.load(active).gives_probabilities
+    ):
+        gives = "gives" if runtime.load(active).gives_probabilities else "gives no"
+        raise InvalidInput(
+            f"{active} {gives} probabilities and {found} does not do the same.",
+            details={role: ["answers with probabilities where the active version does not, or the other way"]},
+        )
     return found
 
 
 def rollout_end(*, name: str, by: User | None, via: str) -> None:
+    if not MODEL_NAME.match(name):
+        raise NotFound(f"No model named {name!r}.")
     with transaction.atomic():
         rollout = Rollout.objects.select_for_update().filter(name=name).first()
         if rollout is None:
@@ -136,40 +148,41 @@ def rollout_end(*, name: str, by: User | None, via: str) -> None:
         freshness.bump(freshness.MODELS)
 
 
-def rollout_description(rollout: Rollout) -> dict[str, Any]:
-    canary = shadow = None
-    if rollout.canary is not None:
-        canary = {"version": rollout.canary.version, "percent": rollout.canary_percent}
-    if rollout.shadow is not None:
-        shadow = {"version": rollout.shadow.version}
-    return {"canary": canary, "shadow": shadow}
+def model_rollback(*, name: str, by: User | None, via: str) -> Switch:
+    """Put back the version that was active before the current one.
 
-
-def model_rollback(*, name: str, by: User | None, via: str) -> tuple[ModelVersion, int]:
-    """Put back the version that was active before the current one: (now active, rolled back from).
-
-    The audit is a stack: the current version's own activation says what it replaced, so
-    rolling back twice from v3 (activated over v2, itself over v1) gives v2, then v1.
+    An undo stack: each rollback undoes the activation that made the current version active
+    (and says which, in its audit row), so activations already undone are skipped. v3 activated
+    over v2, itself over v1: rollback gives v2, then v1, then NoPreviousVersion.
     """
+    model_version_get(name=name)  # NotFound for a name no model has (before PostgreSQL sees it)
     with transaction.atomic():
-        current = model_version_get(name=name)
-        ModelVersion.objects.select_for_update().filter(pk=current.pk).first()  # one rollback at a time
+        current = ModelVersion.objects.select_for_update().filter(name=name, is_active=True).first()
+        if current is None:
+            model_version_get(name=name)  # raises NotFound, with the reason
+            raise NoPreviousVersion(f"Model '{name}' has no active version.")
+        undone = [
+            change.details["undid"]
+            for change in ModelChange.objects.filter(name=name, action=ModelChange.Action.ROLLED_BACK)
+            if isinstance(change.details, dict) and "undid" in change.details
+        ]
         arrival = (
             ModelChange.objects.filter(
                 name=name, action=ModelChange.Action.ACTIVATED, to_version=current.version, from_version__isnull=False
             )
+            .exclude(pk__in=undone)
             .order_by("-changed_at", "-id")
             .first()
         )
         previous = None if arrival is None else arrival.from_version
-        if previous is None or not ModelVersion.objects.filter(name=name, version=previous).exists():
+        if arrival is None or previous is None or not ModelVersion.objects.filter(name=name, version=previous).exists():
             raise NoPreviousVersion(f"{current} has no earlier active version to roll back to.")
-        restored = model_activate(
+        return model_switch(
             name=name,
             version=previous,
             allow_new_shape=True,  # it was serving these clients before
             by=by,
             via=via,
             action=ModelChange.Action.ROLLED_BACK,
+            details={"undid": arrival.pk},
         )
-    return restored, current.version

@@ -56,7 +56,9 @@ class ModelTargetSerializer(serializers.Serializer):
     """Which model a prediction asks for: valid on its own even when the rest of the body is not,
     so a failed prediction is still counted against the model it was for."""
 
-    model = StrictCharField(required=False, max_length=100, help_text="Default: the service's default model.")
+    model = StrictCharField(
+        required=False, max_length=151, help_text="A name, or name@alias. Default: the service's default model."
+    )
     version = StrictIntegerField(
         required=False, min_value=1, max_value=2**31 - 1, help_text="Default: the active version."
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from inference import runtime
-from inference.models import ModelChange, ModelVersion, model_name_validator
+from inference.models import ModelChange, ModelVersion, Rollout, model_name_validator
 from inference.selectors import model_version_get
 from project import freshness
 
@@ -126,13 +127,36 @@ def model_activate(
     allow_new_shape: bool = False,
     by: User | None = None,
     via: str = "command",
-    action: str = ModelChange.Action.ACTIVATED,
 ) -> ModelVersion:
     """Make `version` the active version of `name`; every worker uses it from its next request.
     The change is audited (who, when, from which version to which).
 
     A version of another shape (task, features, classes) than the active one is refused unless
     `allow_new_shape`: switching to it is what would break the name's clients.
+    """
+    return model_switch(name=name, version=version, allow_new_shape=allow_new_shape, by=by, via=via).active
+
+
+@dataclass(frozen=True)
+class Switch:
+    active: ModelVersion
+    previous: int | None  # the version that was active before (None: none was)
+
+
+def model_switch(
+    *,
+    name: str,
+    version: int,
+    allow_new_shape: bool,
+    by: User | None,
+    via: str,
+    action: str = ModelChange.Action.ACTIVATED,
+    details: dict[str, Any] | None = None,
+) -> Switch:
+    """model_activate, saying which version it replaced (read under the lock that orders switches).
+
+    A roll-out whose canary or shadow is now the active version, or no longer fits it (another
+    shape), loses it: such a canary would answer a share of requests differently from the rest.
     """
     with transaction.atomic():
         target = model_version_get(name=name, version=version)
@@ -153,9 +177,48 @@ def model_activate(
                 to_version=target.version,
                 by=by,
                 via=via,
+                details=details,
             )
+            _fit_rollout(name=name, active=target, by=by, via=via)
         freshness.bump(freshness.MODELS)
-    return target
+    return Switch(active=target, previous=None if active is None else active.version)
+
+
+def _fit_rollout(*, name: str, active: ModelVersion, by: User | None, via: str) -> None:
+    rollout = (
+        Rollout.objects.select_for_update(of=("self",)).select_related("canary", "shadow").filter(name=name).first()
+    )
+    if rollout is None:
+        return
+    dropped = []
+    for role in ("canary", "shadow"):
+        version = getattr(rollout, role)
+        if version is not None and (version.pk == active.pk or shape_changes(active, version)):
+            setattr(rollout, role, None)
+            dropped.append(role)
+    if not dropped:
+        return
+    details = {
+        **rollout_description(rollout),
+        "reason": f"{active} became active; the {' and '.join(dropped)} no longer differed from it or fitted it",
+    }
+    if rollout.canary is None and rollout.shadow is None:
+        model_change_record(name=name, action=ModelChange.Action.ROLLOUT_ENDED, by=by, via=via, details=details)
+        rollout.delete()
+        return
+    if rollout.canary is None:
+        rollout.canary_percent = 0
+    rollout.save()
+    model_change_record(name=name, action=ModelChange.Action.ROLLOUT_SET, by=by, via=via, details=details)
+
+
+def rollout_description(rollout: Rollout) -> dict[str, Any]:
+    canary = shadow = None
+    if rollout.canary is not None:
+        canary = {"version": rollout.canary.version, "percent": rollout.canary_percent}
+    if rollout.shadow is not None:
+        shadow = {"version": rollout.shadow.version}
+    return {"canary": canary, "shadow": shadow}
 
 
 SHAPE_FIELDS = ("task", "n_features", "feature_names", "classes")

@@ -1,13 +1,16 @@
 """Shadow runs: a roll-out's shadow version answers a copy of each default request, off the
 request path, after the answer has been sent.
 
-The prediction route hands its rows to this worker's bounded queue once its answer has gone
-(the response's close) and is done; one thread per worker takes copies off the queue, runs the
-shadow model, compares its outputs with the answer's (same class per row, for classifiers; the
-absolute difference, for regressors) and writes a ShadowPrediction per copy, linked to the
-prediction that was answered, a batch of copies per statement. When the queue is full a copy is
-dropped and counted (mlserve_shadow_runs_total{outcome="dropped"}): a shadow must never slow the
-answers, and a queue that only grows would, through memory and the GIL.
+The prediction route hands its rows to this worker's queue once its answer has gone (the
+response's close) and is done; one thread per worker takes the copies waiting, runs the shadow
+model once on all their rows (a batch costs the model about what one row does), compares each
+copy's outputs with its answer's (same class per row, for classifiers; the absolute difference,
+for regressors) and writes a ShadowPrediction per copy, linked to the prediction that was
+answered, in one statement. The queue is bounded by rows (SHADOW_QUEUE_ROWS): a copy that would
+pass the bound is dropped and counted (mlserve_shadow_runs_total{outcome="dropped"}), since a
+shadow must never slow the answers, and a queue that only grows would, through memory and the
+GIL. Copies still queued when a worker stops are lost, uncounted: the comparison reads what was
+stored, and a few missing copies do not bias it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 
 from analytics.histogram import bin_of
 from inference import runtime, storage
@@ -47,24 +50,25 @@ class ShadowCopy:
 class ShadowRunner:
     """This worker's queue of copies, and the thread that runs them."""
 
-    BATCH = 64  # copies written per statement
+    BATCH = 64  # copies run and written together, at most
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._queue: queue.Queue[ShadowCopy] | None = None
         self._pid = 0
+        self._rows = 0  # rows waiting in the queue
 
     def submit(self, copy: ShadowCopy) -> bool:
-        """Queue a copy for the shadow; False (and counted) when the queue is full (or has no room
-        at all: SHADOW_QUEUE_SIZE 0 turns shadow runs off)."""
-        if settings.SHADOW_QUEUE_SIZE <= 0:
-            metrics.SHADOW_RUNS.labels(copy.shadow.name, "dropped").inc()
-            return False
-        try:
-            self._started().put_nowait(copy)
-        except queue.Full:
-            metrics.SHADOW_RUNS.labels(copy.shadow.name, "dropped").inc()
-            return False
+        """Queue a copy for the shadow; False (and counted) when its rows would pass the bound
+        (SHADOW_QUEUE_ROWS 0 turns shadow runs off)."""
+        work = self._started()
+        rows = len(copy.rows)
+        with self._lock:
+            if self._rows + rows > settings.SHADOW_QUEUE_ROWS:
+                metrics.SHADOW_RUNS.labels(copy.shadow.name, "dropped").inc()
+                return False
+            self._rows += rows
+        work.put_nowait(copy)  # unbounded by count: the rows bound it
         return True
 
     def wait_until_idle(self, timeout: float) -> bool:
@@ -81,9 +85,9 @@ class ShadowRunner:
             return self._queue
         with self._lock:
             if self._pid != os.getpid() or self._queue is None:
-                work: queue.Queue[ShadowCopy] = queue.Queue(maxsize=settings.SHADOW_QUEUE_SIZE)
+                work: queue.Queue[ShadowCopy] = queue.Queue()
                 threading.Thread(target=self._run, args=(work,), name="shadow-runs", daemon=True).start()
-                self._queue, self._pid = work, os.getpid()
+                self._queue, self._pid, self._rows = work, os.getpid(), 0
         return self._queue
 
     def _run(self, work: queue.Queue[ShadowCopy]) -> None:
@@ -94,8 +98,10 @@ class ShadowRunner:
                     batch.append(work.get_nowait())
                 except queue.Empty:
                     break
+            with self._lock:
+                self._rows -= sum(len(copy.rows) for copy in batch)
             try:
-                _write(list(map(_shadow_row, batch)))
+                _write([row for group in _by_shadow(batch) for row in _shadow_rows(group)])
             except Exception:  # a shadow must never take the worker down; its rows are lost, and said so
                 logger.exception("could not store %d shadow runs", len(batch))
             finally:
@@ -104,45 +110,89 @@ class ShadowRunner:
                     work.task_done()
 
 
-def _shadow_row(copy: ShadowCopy) -> ShadowPrediction:
-    shadow = copy.shadow
-    row = ShadowPrediction(
-        prediction_id=copy.prediction_id,
-        model_version=shadow,
-        model_name=shadow.name,
-        version=shadow.version,
-        answered_version=copy.answered_version,
-        n_rows=len(copy.rows),
-        answered_latency_ms=copy.answered_latency_ms,
-        answered_latency_bin=bin_of(copy.answered_latency_ms),
-        latency_ms=0.0,
-    )
+def _by_shadow(batch: list[ShadowCopy]) -> list[list[ShadowCopy]]:
+    groups: dict[int, list[ShadowCopy]] = {}
+    for copy in batch:
+        groups.setdefault(copy.shadow.pk, []).append(copy)
+    return list(groups.values())
+
+
+def _shadow_rows(group: list[ShadowCopy]) -> list[ShadowPrediction]:
+    """One model call for the rows of every copy in the group (one shadow version), then a row
+    per copy. A copy's latency is its share, by rows, of that call's time."""
+    shadow = group[0].shadow
+    rows = [
+        ShadowPrediction(
+            prediction_id=copy.prediction_id,
+            model_version=shadow,
+            model_name=shadow.name,
+            version=shadow.version,
+            answered_version=copy.answered_version,
+            n_rows=len(copy.rows),
+            answered_latency_ms=copy.answered_latency_ms,
+            answered_latency_bin=bin_of(copy.answered_latency_ms),
+            latency_ms=0.0,
+        )
+        for copy in group
+    ]
+    matrix = group[0].rows if len(group) == 1 else np.concatenate([copy.rows for copy in group])
     started = time.perf_counter()
     try:
-        result = runtime.load(shadow).predict(copy.rows)
+        result = runtime.load(shadow).predict(matrix)
     except AppError as exc:  # the shadow's file is missing or tampered with: recorded as such
-        row.error_code = exc.code
+        return _failed(rows, exc.code)
     except Exception:
-        logger.exception("shadow %s failed on prediction %s", shadow, copy.prediction_id)
-        row.error_code = "shadow_failed"
-    else:
-        row.latency_ms = (time.perf_counter() - started) * 1000
+        logger.exception("shadow %s failed on %d copies", shadow, len(group))
+        return _failed(rows, "shadow_failed")
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    outputs = np.asarray(result.predictions)
+    start = 0
+    for copy, row in zip(group, rows, strict=True):
+        end = start + len(copy.rows)
+        row.latency_ms = elapsed_ms * (end - start) / len(matrix)
         row.latency_bin = bin_of(row.latency_ms)
-        if not result.finite:
+        ours = outputs[start:end]
+        if shadow.classes is not None:
+            finite = result.matrix is None or bool(np.isfinite(result.matrix[start:end]).all())
+        else:
+            finite = bool(np.isfinite(ours.astype(np.float64)).all())
+        if not finite:
             row.error_code = "not_finite"
         else:
-            row.outputs = storage.encode_outputs(indices=result.indices, values=result.values, classes=shadow.classes)
-            ours = np.asarray(result.predictions)
+            row.outputs = storage.encode_outputs(
+                indices=None if result.indices is None else result.indices[start:end],
+                values=None if result.values is None else result.values[start:end],
+                classes=shadow.classes,
+            )
             if shadow.classes is not None:
                 row.agreed_rows = int(np.count_nonzero(ours == copy.answer))
             else:
                 row.abs_diff_sum = float(np.abs(ours.astype(np.float64) - copy.answer.astype(np.float64)).sum())
-    metrics.SHADOW_RUNS.labels(shadow.name, "failed" if row.error_code else "stored").inc()
-    return row
+        metrics.SHADOW_RUNS.labels(shadow.name, "failed" if row.error_code else "stored").inc()
+        start = end
+    return rows
+
+
+def _failed(rows: list[ShadowPrediction], code: str) -> list[ShadowPrediction]:
+    for row in rows:
+        row.error_code = code
+        metrics.SHADOW_RUNS.labels(row.model_name, "failed").inc()
+    return rows
 
 
 def _write(rows: list[ShadowPrediction]) -> None:
-    ShadowPrediction.objects.bulk_create(rows)
+    """One statement for the batch; if it fails (a prediction deleted meanwhile, its link gone),
+    row by row, so one bad copy does not lose the others."""
+    try:
+        with transaction.atomic():
+            ShadowPrediction.objects.bulk_create(rows)
+    except DatabaseError:
+        for row in rows:
+            try:
+                with transaction.atomic():
+                    row.save(force_insert=True)
+            except DatabaseError:
+                logger.warning("shadow run of prediction %s not stored", row.prediction_id)
 
 
 runner = ShadowRunner()

@@ -16,7 +16,7 @@ from accounts.permissions import IsStaff, authenticated_user
 from analytics.serializers import PeriodSerializer
 from inference import fast_path, rollouts, selectors
 from inference.idempotency import idempotent
-from inference.models import ALIAS_PATTERN, MODEL_NAME_PATTERN, alias_validator
+from inference.models import ALIAS_PATTERN, MODEL_NAME_PATTERN, MODEL_OR_ALIAS_PATTERN, alias_validator
 from inference.rollout_compare import rollout_compare
 from inference.rollout_serializers import (
     ActivateSerializer,
@@ -37,14 +37,17 @@ from inference.serializers import (
     PredictionSummarySerializer,
     prediction_detail_representation,
 )
-from inference.services import ShapeChange, model_activate
+from inference.services import ShapeChange, model_switch, rollout_description
 from project.errors import Conflict
 from project.pagination import NewestFirstPagination, NumberedPagination
-from project.schema import ERROR_RESPONSES, IDEMPOTENCY_RESPONSES, body_required
+from project.schema import CONFLICT_RESPONSES, ERROR_RESPONSES, IDEMPOTENCY_RESPONSES, body_required
 
 # The documented examples: the demo models' (python manage.py train_demo_models).
 _IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
 _IRIS_NAMES = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+_NAME_PARAMETER = OpenApiParameter(
+    "name", str, OpenApiParameter.PATH, pattern=MODEL_NAME_PATTERN, examples=[OpenApiExample("iris", value="iris")]
+)
 _ALIAS_PARAMETER = OpenApiParameter(
     "alias",
     str,
@@ -66,13 +69,13 @@ class AliasNameSerializer(serializers.Serializer):
         summary="List models (their active versions)", responses={200: ModelSerializer, **ERROR_RESPONSES}
     ),
     retrieve=extend_schema(
-        summary="One model by name",
+        summary="One model by name, or by name@alias (the version the alias points at)",
         parameters=[
             OpenApiParameter(
                 "name",
                 str,
                 OpenApiParameter.PATH,
-                pattern=MODEL_NAME_PATTERN,
+                pattern=MODEL_OR_ALIAS_PATTERN,
                 examples=[OpenApiExample("iris", value="iris")],
             )
         ],
@@ -97,8 +100,12 @@ class ModelViewSet(viewsets.GenericViewSet):
 
     # --- roll-outs (staff) ------------------------------------------------------------------
 
-    @extend_schema(summary="A model's aliases", responses={200: AliasSerializer(many=True), **ERROR_RESPONSES})
-    @action(detail=True, methods=["get"], url_path="aliases")
+    @extend_schema(
+        summary="A model's aliases",
+        parameters=[_NAME_PARAMETER],
+        responses={200: AliasSerializer(many=True), **ERROR_RESPONSES},
+    )
+    @action(detail=True, methods=["get"], url_path="aliases", pagination_class=None)
     def aliases(self, request: Request, name: str) -> Response:
         selectors.model_version_get(name=name)  # 404 for an unknown model
         return Response(AliasSerializer(selectors.alias_list(name=name), many=True).data)
@@ -107,13 +114,13 @@ class ModelViewSet(viewsets.GenericViewSet):
         methods=["PUT"],
         summary="Point an alias (name@alias) at a version (staff; audited)",
         request=VersionSerializer,
-        parameters=[_ALIAS_PARAMETER],
+        parameters=[_NAME_PARAMETER, _ALIAS_PARAMETER],
         responses={200: AliasSerializer, **ERROR_RESPONSES},
     )
     @extend_schema(
         methods=["DELETE"],
         summary="Remove an alias (staff; audited)",
-        parameters=[_ALIAS_PARAMETER],
+        parameters=[_NAME_PARAMETER, _ALIAS_PARAMETER],
         responses={204: None, **ERROR_RESPONSES},
     )
     @action(
@@ -135,12 +142,16 @@ class ModelViewSet(viewsets.GenericViewSet):
         return Response(AliasSerializer(found).data)
 
     @extend_schema(
-        methods=["GET"], summary="A model's roll-out (staff)", responses={200: RolloutSerializer, **ERROR_RESPONSES}
+        methods=["GET"],
+        summary="A model's roll-out (staff)",
+        parameters=[_NAME_PARAMETER],
+        responses={200: RolloutSerializer, **ERROR_RESPONSES},
     )
     @extend_schema(
         methods=["PUT"],
         summary="Start or change a roll-out: a canary taking a share of default requests, a shadow (staff)",
         request=RolloutSetSerializer,
+        parameters=[_NAME_PARAMETER],
         examples=[
             OpenApiExample(
                 "Canary and shadow",
@@ -150,7 +161,12 @@ class ModelViewSet(viewsets.GenericViewSet):
         ],
         responses={200: RolloutSerializer, **ERROR_RESPONSES},
     )
-    @extend_schema(methods=["DELETE"], summary="End the roll-out (staff)", responses={204: None, **ERROR_RESPONSES})
+    @extend_schema(
+        methods=["DELETE"],
+        summary="End the roll-out (staff)",
+        parameters=[_NAME_PARAMETER],
+        responses={204: None, **ERROR_RESPONSES},
+    )
     @action(detail=True, methods=["get", "put", "delete"], url_path="rollout", permission_classes=_STAFF)
     def rollout(self, request: Request, name: str) -> Response:
         user = authenticated_user(request)
@@ -173,7 +189,7 @@ class ModelViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Each version compared on real traffic: requests, errors, latency, shadow agreement (staff)",
-        parameters=[PeriodSerializer],
+        parameters=[_NAME_PARAMETER, PeriodSerializer],
         responses={200: RolloutCompareSerializer, **ERROR_RESPONSES},
     )
     @action(detail=True, methods=["get"], url_path="rollout/compare", permission_classes=_STAFF)
@@ -185,25 +201,27 @@ class ModelViewSet(viewsets.GenericViewSet):
     @extend_schema(
         summary="Put back the version that was active before the current one (staff; audited)",
         request=None,
-        responses={200: ActiveVersionSerializer, **ERROR_RESPONSES},
+        parameters=[_NAME_PARAMETER],
+        responses={200: ActiveVersionSerializer, **ERROR_RESPONSES, **CONFLICT_RESPONSES},
     )
     @action(detail=True, methods=["post"], permission_classes=_STAFF)
     def rollback(self, request: Request, name: str) -> Response:
-        restored, previous = rollouts.model_rollback(name=name, by=authenticated_user(request), via="api")
-        return Response({"name": name, "version": restored.version, "previous": previous})
+        switch = rollouts.model_rollback(name=name, by=authenticated_user(request), via="api")
+        return Response({"name": name, "version": switch.active.version, "previous": switch.previous})
 
     @extend_schema(
         summary="Make a version the active one, e.g. to promote a canary (staff; audited)",
         request=ActivateSerializer,
-        responses={200: ActiveVersionSerializer, **ERROR_RESPONSES},
+        parameters=[_NAME_PARAMETER],
+        examples=[OpenApiExample("Promote version 1", value={"version": 1}, request_only=True)],
+        responses={200: ActiveVersionSerializer, **ERROR_RESPONSES, **CONFLICT_RESPONSES},
     )
     @action(detail=True, methods=["post"], permission_classes=_STAFF)
     def activate(self, request: Request, name: str) -> Response:
         params = ActivateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        previous = selectors.model_version_get(name=name).version
         try:
-            active = model_activate(
+            switch = model_switch(
                 name=name,
                 version=params.validated_data["version"],
                 allow_new_shape=params.validated_data["allow_new_shape"],
@@ -212,13 +230,14 @@ class ModelViewSet(viewsets.GenericViewSet):
             )
         except ShapeChange as exc:
             raise Conflict(f"{exc}; send allow_new_shape: true if that is meant.") from None
-        return Response({"name": name, "version": active.version, "previous": previous})
+        return Response({"name": name, "version": switch.active.version, "previous": switch.previous})
 
     @extend_schema(
         summary="The audit of a model's aliases, activations, rollbacks and roll-outs, newest first (staff)",
+        parameters=[_NAME_PARAMETER],
         responses={200: ModelChangeSerializer(many=True), **ERROR_RESPONSES},
     )
-    @action(detail=True, methods=["get"], permission_classes=_STAFF)
+    @action(detail=True, methods=["get"], permission_classes=_STAFF, pagination_class=None)
     def changes(self, request: Request, name: str) -> Response:
         selectors.model_version_get(name=name)
         return Response(ModelChangeSerializer(selectors.model_changes(name=name), many=True).data)
@@ -231,7 +250,7 @@ def _rollout_representation(name: str) -> dict[str, Any]:
         return {"name": name, "canary": None, "shadow": None, "started_by": None, "started_at": None}
     return {
         "name": name,
-        **rollouts.rollout_description(found),
+        **rollout_description(found),
         "started_by": found.started_by.username if found.started_by else None,
         "started_at": found.started_at,
     }

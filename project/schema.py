@@ -57,6 +57,9 @@ IDEMPOTENCY_RESPONSES = {
     422: _error("idempotency_key_reused: the same Idempotency-Key was sent with a different body."),
 }
 
+# The roll-out routes that can meet a model's state: nothing to roll back to, another shape.
+CONFLICT_RESPONSES = {409: _error("no_previous_version or conflict: the model's state does not allow it.")}
+
 # The routes that ask the upstream (LLM).
 UPSTREAM_RESPONSES = {
     502: _error("The upstream model server failed or answered something unusable."),

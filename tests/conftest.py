@@ -132,7 +132,9 @@ def gunicorn_server(committed_demo_models, tmp_path):
     for process in processes:
         process.terminate()
     for process in processes:
-        process.wait(timeout=15)
+        # The production server lets open keep-alive connections finish for up to its workers'
+        # kill timeout (30 s) before it ends them: wait past that.
+        process.wait(timeout=45)
 
 
 def _make_user(username: str, **extra: object):

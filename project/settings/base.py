@@ -172,9 +172,9 @@ MODEL_DIR = Path(env.str("MODEL_DIR", default=str(BASE_DIR / "var" / "models")))
 DEFAULT_MODEL = env.str("DEFAULT_MODEL", default="iris")
 # Keep each prediction's input rows, for browsing in the admin.
 STORE_PREDICTION_INPUTS = env.bool("STORE_PREDICTION_INPUTS", default=True)
-# Copies of answered requests a worker keeps waiting for a roll-out's shadow version; when full,
-# copies are dropped (and counted) rather than slowing the answers (inference/shadow.py).
-SHADOW_QUEUE_SIZE = env.int("SHADOW_QUEUE_SIZE", default=1000)
+# Rows of answered requests a worker keeps waiting for a roll-out's shadow version (0: no shadow
+# runs); past it, copies are dropped (and counted) rather than slowing the answers (inference/shadow.py).
+SHADOW_QUEUE_ROWS = env.int("SHADOW_QUEUE_ROWS", default=100_000)
 
 # --- Idempotency-Key (inference/idempotency.py) -----------------------------------------
 # How long a key and its answer are kept: a retry within this gets the first answer again.

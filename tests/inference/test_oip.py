@@ -23,8 +23,8 @@ HEADER_LENGTH = "HTTP_INFERENCE_HEADER_CONTENT_LENGTH"
 
 
 def tensor(data, *, shape=None, datatype="FP64", name="input-0"):
-    array = np.asarray(data)
-    return {"name": name, "shape": list(shape or array.shape), "datatype": datatype, "data": data}
+    shape = list(np.asarray(data).shape) if shape is None else shape
+    return {"name": name, "shape": shape, "datatype": datatype, "data": data}
 
 
 def infer(client, body, *, model="iris", **extra):
@@ -111,6 +111,8 @@ def test_model_routes_need_credentials_and_answer_in_the_protocols_error_shape(a
         ("/v2/models/iris/versions/7", 404),
         ("/v2/models/iris/versions/0/ready", 404),
         ("/v2/models/iris@nope", 404),
+        ("/v2/models/iris/versions/\u00b2", 404),
+        ("/v2/models/iris/versions/" + "9" * 5000, 404),
         ("/v2/elsewhere", 404),
     ]:
         response = client.get(path)
@@ -296,6 +298,11 @@ def _bad_bodies():
         "the same output twice": {"inputs": [good], "outputs": [{"name": "predict"}, {"name": "predict"}]},
         "id not a string": {"id": 7, "inputs": [good]},
         "request parameters not an object": {"inputs": [good], "parameters": "binary"},
+        "request parameters an empty array": {"inputs": [good], "parameters": []},
+        "input parameters false": {"inputs": [{**good, "parameters": False}]},
+        "ragged data": {"inputs": [tensor([[5.1, 3.5, 1.4], [6.7, 3.0, 5.2, 2.3, 0.1]], shape=[2, 4])]},
+        "mixed nesting": {"inputs": [tensor([5.1, [3.5, 1.4], 0.2, 1.0], shape=[1, 4])]},
+        "nested other than the shape": {"inputs": [tensor([[5.1, 3.5], [1.4, 0.2]], shape=[1, 4])]},
     }
 
 
@@ -311,6 +318,8 @@ def test_a_malformed_request_is_a_400_naming_the_problem(alice, client_for, case
 @pytest.mark.parametrize(
     "case",
     [
+        "no body",
+        "header length in other digits",
         "not JSON",
         "JSON not an object",
         "NaN",
@@ -328,7 +337,11 @@ def test_a_malformed_body_is_a_400(alice, client_for, case):
     rows = np.array([IRIS_ROW], dtype=np.float64)
     body, length = binary_body([("x", "FP64", rows)])
     headers = {HEADER_LENGTH: str(length)}
-    if case == "not JSON":
+    if case == "no body":
+        body, headers = b"", {}
+    elif case == "header length in other digits":
+        headers = {HEADER_LENGTH: "\u00b2"}  # str.isdigit() says yes; int() says no
+    elif case == "not JSON":
         body, headers = b"{inputs", {}
     elif case == "JSON not an object":
         body, headers = b"[1, 2]", {}

@@ -1,6 +1,6 @@
-"""The Open Inference Protocol's own clients, unchanged, against the running service (gunicorn
-workers on the real PostgreSQL and Redis): tritonclient's HTTP client with its defaults (binary
-tensors both ways), and KServe's InferenceRESTClient."""
+"""The Open Inference Protocol's own clients, unchanged, against the running service (the
+production server, project/serve.py, on the real PostgreSQL and Redis): tritonclient's HTTP
+client with its defaults (binary tensors both ways), and KServe's InferenceRESTClient."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ IRIS = load_iris().data.astype(np.float32)
 @pytest.fixture
 def served(gunicorn_server, alice):
     """(host:port, headers with an API key) of a running service."""
-    base_url = gunicorn_server(workers=2)
+    base_url = gunicorn_server(workers=2, production_config=True)
     key = api_key_create(user=alice, name="triton", created_by=None).key
     return base_url.removeprefix("http://"), {"Authorization": f"Bearer {key}"}
 
@@ -88,6 +88,8 @@ def test_tritonclient_with_its_defaults(served):
         IRIS[:3]
     )
 
+    client.close()
+    plain.close()
     assert Prediction.objects.count() == 5
     assert RequestLog.objects.filter(endpoint__in=["v2:model-infer", "v2:version-infer"], status=200).count() == 5
 
@@ -124,7 +126,8 @@ def test_tritonclient_sees_the_services_refusals(served):
             call()
         assert raised.value.status() == status, (case, raised.value)
         assert words in raised.value.message(), (case, raised.value.message())
-    assert not client.is_model_ready("nope", headers=headers)
+    assert not client.is_model_ready("nope", headers=dict(headers))
+    client.close()
     assert not Prediction.objects.exists()
 
 

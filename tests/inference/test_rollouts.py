@@ -293,7 +293,7 @@ def test_a_full_shadow_queue_drops_copies_and_counts_them_without_touching_the_a
 ):
     import threading
 
-    settings.SHADOW_QUEUE_SIZE = 2
+    settings.SHADOW_QUEUE_ROWS = 2
     register_tree()
     client_for(staff).put("/api/v1/models/iris/rollout/", {"shadow": {"version": 2}}, format="json")
     release = threading.Event()
@@ -377,7 +377,7 @@ def test_staff_manage_aliases_rollouts_and_rollback_in_the_admin(client, django_
 
 
 def test_aliases_canary_and_rollback_reach_every_worker_on_their_next_request(gunicorn_server, alice, staff):
-    base = gunicorn_server(workers=3)
+    base = gunicorn_server(workers=3, production_config=True)
     tree = register_tree()
     key = api_key_create(user=alice, name="workers", created_by=None, rate="100000/m").key
     staff_key = api_key_create(user=staff, name="staff", created_by=None).key
@@ -413,6 +413,7 @@ def test_aliases_canary_and_rollback_reach_every_worker_on_their_next_request(gu
     # each worker takes its own 25% to within a request: three workers, within three
     assert abs(split.count(2) - 100) <= 3, split.count(2)
     body = json.loads(staff_call("GET", "/api/v1/models/iris/rollout/compare/").text)
+    session.close()
     by_version = {v["version"]: v["requests"] for v in body["versions"]}
     assert by_version[2] == 30 + 30 + split.count(2)  # by alias, while active, as the canary
 
@@ -450,8 +451,70 @@ def test_shadow_runs_happen_under_the_production_server(gunicorn_server, alice, 
         )
         assert response.status_code == 201, response.text
         ids.append(response.json()["id"])
+    session.close()
     deadline = time.monotonic() + 60
     while ShadowPrediction.objects.count() < 20 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert sorted(ShadowPrediction.objects.values_list("prediction_id", flat=True)) == sorted(ids)
     assert set(ShadowPrediction.objects.values_list("version", "answered_version")) == {(2, 1)}
+
+
+@pytest.mark.django_db
+def test_rollback_undoes_activations_in_turn_and_never_ping_pongs(staff, client_for):
+    register_tree()  # v2
+    register_tree()  # v3
+    staff_client = client_for(staff)
+    for version in (2, 1, 3):
+        staff_client.post("/api/v1/models/iris/activate/", {"version": version}, format="json")
+    rolled = [staff_client.post("/api/v1/models/iris/rollback/") for _ in range(4)]
+    assert [r.json().get("version") for r in rolled[:3]] == [1, 2, 1]
+    assert rolled[3].status_code == 409
+
+
+@pytest.mark.django_db
+def test_a_switch_of_the_active_version_drops_a_canary_or_shadow_it_makes_pointless(staff, client_for):
+    register_tree()  # v2
+    register_tree()  # v3
+    staff_client = client_for(staff)
+    staff_client.put(
+        "/api/v1/models/iris/rollout/",
+        {"canary": {"version": 2, "percent": 10}, "shadow": {"version": 3}},
+        format="json",
+    )
+    staff_client.post("/api/v1/models/iris/activate/", {"version": 2}, format="json")  # the canary, promoted
+    assert staff_client.get("/api/v1/models/iris/rollout/").json()["canary"] is None
+    assert staff_client.get("/api/v1/models/iris/rollout/").json()["shadow"] == {"version": 3}
+    staff_client.post("/api/v1/models/iris/activate/", {"version": 3}, format="json")
+    assert staff_client.get("/api/v1/models/iris/rollout/").json()["shadow"] is None
+    ended = ModelChange.objects.filter(action="rollout_ended").get()
+    assert "became active" in ended.details["reason"]
+
+
+@pytest.mark.django_db
+def test_a_canary_must_give_probabilities_as_the_active_version_does(staff, client_for, tmp_path):
+    from sklearn.svm import LinearSVC
+
+    data = load_iris()
+    path = tmp_path / "svc.joblib"
+    joblib.dump(LinearSVC().fit(data.data, data.target), path)  # no predict_proba
+    model_register(name="iris", source=path)
+    response = client_for(staff).put(
+        "/api/v1/models/iris/rollout/", {"canary": {"version": 2, "percent": 10}}, format="json"
+    )
+    assert response.status_code == 400 and "probabilities" in response.json()["error"]["message"]
+
+
+@pytest.mark.django_db
+def test_names_no_model_can_have_are_404_on_every_rollout_route(staff, client_for):
+    staff_client = client_for(staff)
+    for method, path in [
+        ("delete", "/api/v1/models/ir%00is/rollout/"),
+        ("delete", "/api/v1/models/iris/aliases/a%00b/"),
+        ("get", "/api/v1/models/ir%00is/rollout/"),
+        ("get", "/api/v1/models/ir%00is/rollout/compare/"),
+        ("post", "/api/v1/models/ir%00is/rollback/"),
+        ("get", "/api/v1/models/ir%00is/changes/"),
+        ("get", "/api/v1/models/ir%00is/aliases/"),
+    ]:
+        response = getattr(staff_client, method)(path)
+        assert response.status_code == 404, (method, path, response.content)

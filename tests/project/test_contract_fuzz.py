@@ -42,7 +42,19 @@ from tests.conftest import bearer
 #   FUZZ_RANDOM=1 FUZZ_EXAMPLES=300 .venv/bin/python -m pytest tests/project/test_contract_fuzz.py
 EXAMPLES_PER_OPERATION = int(os.environ.get("FUZZ_EXAMPLES", "75"))
 DERANDOMIZE = os.environ.get("FUZZ_RANDOM", "") != "1"
-STAFF_OPERATIONS = {("POST", "/api/v1/api-keys/"), ("POST", "/api/v1/api-keys/{id}/revoke/")}
+STAFF_OPERATIONS = {
+    ("POST", "/api/v1/api-keys/"),
+    ("POST", "/api/v1/api-keys/{id}/revoke/"),
+    ("PUT", "/api/v1/models/{name}/aliases/{alias}/"),
+    ("DELETE", "/api/v1/models/{name}/aliases/{alias}/"),
+    ("GET", "/api/v1/models/{name}/rollout/"),
+    ("PUT", "/api/v1/models/{name}/rollout/"),
+    ("DELETE", "/api/v1/models/{name}/rollout/"),
+    ("GET", "/api/v1/models/{name}/rollout/compare/"),
+    ("POST", "/api/v1/models/{name}/rollback/"),
+    ("POST", "/api/v1/models/{name}/activate/"),
+    ("GET", "/api/v1/models/{name}/changes/"),
+}
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -64,6 +76,9 @@ SEMANTIC_FIELDS = {
     ("POST", "/v1/chat/completions"): {"messages"},
     ("GET", "/api/v1/analytics/summary/"): {"start", "end"},
     ("GET", "/api/v1/analytics/usage/"): {"start", "end", "interval"},
+    # a canary or shadow that is the active version, or of another shape
+    ("PUT", "/api/v1/models/{name}/rollout/"): {"canary", "shadow"},
+    ("GET", "/api/v1/models/{name}/rollout/compare/"): {"start", "end"},
 }
 CONFIG = schemathesis.Config.from_dict(
     {
