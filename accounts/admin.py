@@ -19,6 +19,9 @@ from accounts.permissions import authenticated_user
 from accounts.policies import ELEVATED_USER_FIELDS, key_owner_refusal, may_edit_user
 from accounts.ratelimits import rate_is_valid
 from accounts.services import api_key_revoke
+from accounts.spend import spend_of
+from project import freshness
+from project.errors import AppError
 from project.http import client_ip
 
 
@@ -34,10 +37,13 @@ class RevokedTokenAdmin(admin.ModelAdmin):
         return False
 
 
+LIMIT_FIELDS = ("token_budget_tokens", "token_budget_period", "tokens_per_minute", "max_parallel")
+
+
 class ApiKeyForm(forms.ModelForm):
     class Meta:
         model = ApiKey
-        fields = ["user", "name", "rate", "expires_at"]
+        fields = ["user", "name", "rate", "expires_at", *LIMIT_FIELDS]
 
     creator: Any = None  # who is making the key: set per request by ApiKeyAdmin.get_form
 
@@ -53,13 +59,29 @@ class ApiKeyForm(forms.ModelForm):
             raise forms.ValidationError('Expected a rate like "100/m": a count, "/", then s, m, h or d.')
         return rate
 
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if (data.get("token_budget_tokens") is None) != (not data.get("token_budget_period")):
+            raise forms.ValidationError("A token budget needs both its tokens and its period (a day or a month).")
+        return data
+
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     """Staff make keys here too; the full key is shown once, in the message after saving."""
 
     form = ApiKeyForm
-    list_display = ("name", "prefix", "user", "rate", "created_at", "expires_at", "revoked_at", "last_used_at")
+    list_display = (
+        "name",
+        "prefix",
+        "user",
+        "rate",
+        "budget_left",
+        "created_at",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+    )
     list_filter = ("revoked_at", "expires_at")
     search_fields = ("=prefix", "name", "=user__username")
     list_select_related = ("user",)
@@ -72,15 +94,27 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return type(form.__name__, (form,), {"creator": request.user})
 
     def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple[str, ...]:
-        fields = ("user", "name", "rate", "expires_at")
+        fields = ("user", "name", "rate", "expires_at", *LIMIT_FIELDS)
         return fields if obj is None else (*fields, *self.readonly_fields)
 
     def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> tuple[str, ...]:
         return self.readonly_fields if obj is None else ("user", *self.readonly_fields)
 
+    @admin.display(description="budget left")
+    def budget_left(self, api_key: ApiKey) -> str:
+        """This period's remaining tokens of the key's budget (one Redis read a row)."""
+        try:
+            found = spend_of(api_key)
+        except AppError:
+            return "unavailable"
+        if found is None:
+            return "—"
+        return f"{found['remaining']:,} of {found['budget']:,} this {found['period']}"
+
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         if change:
             super().save_model(request, obj, form, change)
+            freshness.bump(freshness.AUTH)  # its limits, from every worker's next request
             return
         new = key_generate()
         obj.prefix, obj.key_hash, obj.created_by = new.prefix, new.key_hash, authenticated_user(request)

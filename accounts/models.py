@@ -34,6 +34,15 @@ class ApiKey(models.Model):
     prefix = models.CharField(max_length=16, unique=True, help_text="The key's visible start, to tell keys apart.")
     key_hash = models.CharField(max_length=64)
     rate = models.CharField(max_length=20, blank=True, help_text='Its own rate limit, e.g. "100/m"; blank: default.')
+    # Generation limits (inference/budgets.py); null: none.
+    token_budget_tokens = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Tokens (prompt and completion) it may use per budget period."
+    )
+    token_budget_period = models.CharField(
+        max_length=5, blank=True, choices=[("day", "day"), ("month", "month")], help_text="A UTC day or month."
+    )
+    tokens_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    max_parallel = models.PositiveIntegerField(null=True, blank=True, help_text="Generations it may have open at once.")
     created_at = models.DateTimeField(default=timezone.now)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -13,8 +13,9 @@ from rest_framework_simplejwt.settings import api_settings
 from accounts.models import ApiKey
 from accounts.policies import key_owner_refusal
 from accounts.ratelimits import rate_is_valid
+from accounts.spend import spend_of
 from accounts.tokens import RevocableRefreshToken
-from project.fields import StrictCharField
+from project.fields import StrictCharField, StrictIntegerField
 from project.schema import NO_NUL
 
 
@@ -97,13 +98,45 @@ class UserReferenceField(serializers.Field):
         return value.pk
 
 
-class ApiKeyCreateSerializer(serializers.Serializer):
-    user = UserReferenceField(help_text="The key's owner: a user id or username.")
-    name = StrictCharField(max_length=100)
-    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+class TokenBudgetSerializer(serializers.Serializer):
+    tokens = StrictIntegerField(min_value=1, max_value=2**62, help_text="Prompt and completion tokens per period.")
+    period = serializers.ChoiceField(choices=["day", "month"], help_text="A UTC day or month.")
+
+
+class ApiKeyLimitsSerializer(serializers.Serializer):
+    """A key's limits, settable when it is made and afterwards (PATCH, staff); null removes one."""
+
     rate = StrictCharField(
         required=False, allow_blank=True, max_length=20, help_text='Its own rate limit, e.g. "100/m" or "10/s".'
     )
+    token_budget = TokenBudgetSerializer(required=False, allow_null=True)
+    tokens_per_minute = StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=2**31 - 1)
+    max_parallel = StrictIntegerField(
+        required=False, allow_null=True, min_value=1, max_value=10_000, help_text="Generations open at once."
+    )
+
+    def validate_rate(self, value: str) -> str:
+        if value and not rate_is_valid(value):
+            raise serializers.ValidationError('Expected a rate like "100/m": a count, "/", then s, m, h or d.')
+        return value
+
+
+def limits_as_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """The model's fields for validated limits (only those given)."""
+    fields: dict[str, Any] = {
+        name: data[name] for name in ("rate", "tokens_per_minute", "max_parallel") if name in data
+    }
+    if "token_budget" in data:
+        budget = data["token_budget"]
+        fields["token_budget_tokens"] = budget["tokens"] if budget else None
+        fields["token_budget_period"] = budget["period"] if budget else ""
+    return fields
+
+
+class ApiKeyCreateSerializer(ApiKeyLimitsSerializer):
+    user = UserReferenceField(help_text="The key's owner: a user id or username.")
+    name = StrictCharField(max_length=100)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
 
     def validate_user(self, value: Any) -> Any:
         if (refusal := key_owner_refusal(creator=self.context.get("creator"), owner=value)) is not None:
@@ -115,16 +148,18 @@ class ApiKeyCreateSerializer(serializers.Serializer):
             raise serializers.ValidationError("Must be in the future.")
         return value
 
-    def validate_rate(self, value: str) -> str:
-        if value and not rate_is_valid(value):
-            raise serializers.ValidationError('Expected a rate like "100/m": a count, "/", then s, m, h or d.')
-        return value
-
 
 class ApiKeySerializer(serializers.ModelSerializer):
     user = serializers.IntegerField(source="user_id")
     username = serializers.CharField(source="user.username")
     revoked = serializers.BooleanField()
+    token_budget = serializers.SerializerMethodField()
+
+    @extend_schema_field(TokenBudgetSerializer(allow_null=True))
+    def get_token_budget(self, api_key: ApiKey) -> dict[str, Any] | None:
+        if api_key.token_budget_tokens is None:
+            return None
+        return {"tokens": api_key.token_budget_tokens, "period": api_key.token_budget_period}
 
     class Meta:
         model = ApiKey
@@ -135,6 +170,9 @@ class ApiKeySerializer(serializers.ModelSerializer):
             "user",
             "username",
             "rate",
+            "token_budget",
+            "tokens_per_minute",
+            "max_parallel",
             "created_at",
             "expires_at",
             "revoked",
@@ -150,3 +188,27 @@ class ApiKeyCreatedSerializer(ApiKeySerializer):
     class Meta(ApiKeySerializer.Meta):
         fields = ["key", *ApiKeySerializer.Meta.fields]
         read_only_fields = fields
+
+
+class SpendSerializer(serializers.Serializer):
+    period = serializers.CharField()
+    period_start = serializers.DateTimeField()
+    period_end = serializers.DateTimeField()
+    budget = serializers.IntegerField()
+    used = serializers.IntegerField(help_text="Tokens used this period, calls in flight at their worst case.")
+    remaining = serializers.IntegerField()
+
+
+class ApiKeyDetailSerializer(ApiKeySerializer):
+    """One key, with what it has spent of its token budget this period (null without a budget)."""
+
+    spend = serializers.SerializerMethodField()
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = [*ApiKeySerializer.Meta.fields, "spend"]
+        read_only_fields = fields
+
+    @extend_schema_field(SpendSerializer(allow_null=True))
+    def get_spend(self, api_key: ApiKey) -> dict[str, Any] | None:
+        found = spend_of(api_key)
+        return None if found is None else SpendSerializer(found).data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.utils import timezone
@@ -29,7 +30,10 @@ def api_key_create(
     created_by: User | None,
     expires_at: datetime | None = None,
     rate: str = "",
+    **limits: Any,
 ) -> CreatedKey:
+    """A new key; `limits` are its generation limits, by field (token_budget_tokens and
+    token_budget_period, tokens_per_minute, max_parallel)."""
     new = key_generate()
     api_key = ApiKey.objects.create(
         user=user,
@@ -39,8 +43,19 @@ def api_key_create(
         expires_at=expires_at,
         rate=rate,
         created_by=created_by,
+        **limits,
     )
     return CreatedKey(api_key=api_key, key=new.key)
+
+
+def api_key_limits_set(*, api_key: ApiKey, **fields: Any) -> ApiKey:
+    """Change a key's limits (its rate, token budget, tokens per minute, parallel generations);
+    every worker uses them from its next request."""
+    for name, value in fields.items():
+        setattr(api_key, name, value)
+    api_key.save(update_fields=list(fields))
+    freshness.bump(freshness.AUTH)
+    return api_key
 
 
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:

@@ -18,10 +18,13 @@ from accounts.permissions import IsStaff, NotWithApiKey, authenticated_user
 from accounts.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
+    ApiKeyDetailSerializer,
+    ApiKeyLimitsSerializer,
     ApiKeySerializer,
     LogoutResponseSerializer,
     TokenPairResponseSerializer,
     TokenRefreshResponseSerializer,
+    limits_as_fields,
 )
 from accounts.throttles import LoginRateThrottle
 from project.http import client_ip, refuse_idempotency_key
@@ -77,7 +80,26 @@ class LogoutView(_TokenRoute, jwt.TokenBlacklistView):
     list=extend_schema(
         summary="API keys: staff see all, others their own", responses={200: ApiKeySerializer, **ERROR_RESPONSES}
     ),
-    retrieve=extend_schema(summary="One API key", responses={200: ApiKeySerializer, **ERROR_RESPONSES}),
+    retrieve=extend_schema(
+        summary="One API key, with what it has spent of its token budget",
+        responses={200: ApiKeyDetailSerializer, **ERROR_RESPONSES},
+    ),
+    partial_update=extend_schema(
+        summary="Change a key's limits (staff): rate, token budget, tokens per minute, parallel generations",
+        request=ApiKeyLimitsSerializer,
+        examples=[
+            OpenApiExample(
+                "A daily budget",
+                value={
+                    "token_budget": {"tokens": 100000, "period": "day"},
+                    "tokens_per_minute": 20000,
+                    "max_parallel": 4,
+                },
+                request_only=True,
+            )
+        ],
+        responses={200: ApiKeyDetailSerializer, **ERROR_RESPONSES},
+    ),
     revoke=extend_schema(
         summary="Revoke an API key (staff): refused from the next request on",
         request=None,
@@ -90,7 +112,7 @@ class ApiKeyViewSet(viewsets.GenericViewSet):
     lookup_value_regex = r"\d+"
 
     def get_permissions(self) -> Sequence[Any]:
-        if self.action in ("create", "revoke"):
+        if self.action in ("create", "revoke", "partial_update"):
             return [IsAuthenticated(), IsStaff(), NotWithApiKey()]
         return super().get_permissions()
 
@@ -98,7 +120,15 @@ class ApiKeyViewSet(viewsets.GenericViewSet):
         refuse_idempotency_key(request)
         params = ApiKeyCreateSerializer(data=request.data, context={"creator": authenticated_user(request)})
         params.is_valid(raise_exception=True)
-        created = services.api_key_create(created_by=authenticated_user(request), **params.validated_data)
+        data = params.validated_data
+        limits = limits_as_fields(data)
+        created = services.api_key_create(
+            created_by=authenticated_user(request),
+            user=data["user"],
+            name=data["name"],
+            expires_at=data.get("expires_at"),
+            **limits,
+        )
         body = {"key": created.key, **ApiKeySerializer(created.api_key).data}
         return Response(body, status=status.HTTP_201_CREATED)
 
@@ -107,7 +137,15 @@ class ApiKeyViewSet(viewsets.GenericViewSet):
         return self.get_paginated_response(ApiKeySerializer(page, many=True).data)
 
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(ApiKeySerializer(selectors.api_key_get(user=authenticated_user(request), pk=int(pk))).data)
+        api_key = selectors.api_key_get(user=authenticated_user(request), pk=int(pk))
+        return Response(ApiKeyDetailSerializer(api_key).data)
+
+    def partial_update(self, request: Request, pk: str) -> Response:
+        params = ApiKeyLimitsSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        api_key = selectors.api_key_get(user=authenticated_user(request), pk=int(pk))
+        api_key = services.api_key_limits_set(api_key=api_key, **limits_as_fields(params.validated_data))
+        return Response(ApiKeyDetailSerializer(api_key).data)
 
     @action(detail=True, methods=["post"])
     def revoke(self, request: Request, pk: str) -> Response:

@@ -131,6 +131,9 @@ class Generation(models.Model):
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     error_code = models.CharField(max_length=50, blank=True, help_text="Set when a stream failed part-way.")
+    usage_estimated = models.BooleanField(
+        default=False, help_text="The upstream reported no usage; the tokens are estimated (inference/budgets.py)."
+    )
     latency_ms = models.FloatField()
     created_at = models.DateTimeField(default=timezone.now)
 

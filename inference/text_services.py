@@ -18,7 +18,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import DatabaseError
 
-from inference import llm, sentiment
+from inference import budgets, llm, sentiment
 from inference.models import Generation, SentimentCall
 from inference.response_cache import cache_key, cached_answer, cached_answers, remember_answer, remember_answers
 from project.db import release_connection
@@ -127,6 +127,7 @@ def _record(
     started: float,
     error_code: str = "",
     model: object = None,  # as the upstream named it: anything but a non-empty string means request.model
+    usage_estimated: bool = False,
 ) -> Generation:
     store = settings.STORE_TEXTS
     # Tokens spent upstream: none for an answer from the cache. Values the upstream chose are
@@ -146,6 +147,7 @@ def _record(
         prompt_tokens=max(spent.prompt_tokens, 0),
         completion_tokens=max(spent.completion_tokens, 0),
         error_code=error_code,
+        usage_estimated=usage_estimated and not cached,
         latency_ms=_elapsed_ms(started),
     )
 
@@ -249,17 +251,29 @@ def completion_stream(
             failure = exc
             yield render.error(exc)
         finally:
+            output = "".join(parts)
+            # No usage from the upstream (one that ignores include_usage, or a client that left
+            # before the last chunk): what was sent and received, estimated, and marked so.
+            estimated = usage.total_tokens == 0 and (
+                bool(output) or failure is None or isinstance(failure, ClientClosedRequest)
+            )
+            if estimated:
+                usage = llm.Usage(
+                    prompt_tokens=budgets.estimate_prompt_tokens(request.params.get("messages") or []),
+                    completion_tokens=budgets.estimate_tokens(output),
+                )
             try:
                 generation = _record(
                     user=user,
                     request=request,
-                    output="".join(parts),
+                    output=output,
                     finish_reason=finish_reasons.get(0, ""),
                     usage=usage,
                     cached=False,
                     started=started,
                     error_code=failure.code if failure is not None else "",
                     model=model,
+                    usage_estimated=estimated,
                 )
             except DatabaseError:
                 logger.exception("could not record a streamed generation")

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import authenticated_user
 from analytics.recording import note_failure, note_usage
-from inference import llm, text_services
+from inference import budgets, llm, text_services
 from inference.idempotency import idempotent
 from inference.models import Generation
 from inference.text_serializers import (
@@ -48,11 +48,19 @@ def _note_tokens(request: Request, generation: Generation) -> None:
         )
 
 
-def _stream_finished(request: Request, generation: Generation | None, failure: AppError | None) -> None:
-    """A stream ended: its tokens (None: its record could not be written), and how it failed if
-    it did, for its request-log row."""
+def _stream_finished(
+    request: Request,
+    reservation: budgets.Reservation | None,
+    generation: Generation | None,
+    failure: AppError | None,
+) -> None:
+    """A stream ended: its tokens (None: its record could not be written, and its reservation
+    stands as spent), and how it failed if it did, for its request-log row and the key's budget."""
     if generation is not None:
         _note_tokens(request, generation)
+        budgets.settle(reservation, used=generation.prompt_tokens + generation.completion_tokens)
+    elif reservation is not None:
+        budgets.settle(reservation, used=reservation.tokens)
     if failure is not None:
         note_failure(request, status=failure.status_code, code=failure.code)
 
@@ -60,17 +68,38 @@ def _stream_finished(request: Request, generation: Generation | None, failure: A
 def _streamed(
     request: Request, generation: text_services.GenerationRequest, render: text_services.StreamRenderer
 ) -> StreamingHttpResponse:
-    """Server-Sent Events from the upstream's stream, its tokens noted for the request log."""
-    events = text_services.completion_stream(
-        user=authenticated_user(request),
-        request=generation,
-        render=render,
-        on_finish=functools.partial(_stream_finished, request),
-    )
+    """Server-Sent Events from the upstream's stream, its tokens noted for the request log and
+    charged to the key's budget when it ends."""
+    reservation = budgets.reserve_for(request.auth, generation.params)
+    try:
+        events = text_services.completion_stream(
+            user=authenticated_user(request),
+            request=generation,
+            render=render,
+            on_finish=functools.partial(_stream_finished, request, reservation),
+        )
+    except BaseException:
+        budgets.release(reservation)
+        raise
     response = StreamingHttpResponse(events, content_type="text/event-stream")
     for name, value in SSE_HEADERS.items():
         response[name] = value
     return response
+
+
+def _completion(request: Request, generation: text_services.GenerationRequest) -> text_services.CompletionAnswer:
+    """A non-streamed completion within the key's limits: its worst case reserved first, then
+    settled to what it used (nothing, from the cache), or given back if it failed."""
+    reservation = budgets.reserve_for(request.auth, generation.params)
+    try:
+        answer = text_services.completion_create(user=authenticated_user(request), request=generation)
+    except BaseException:
+        budgets.release(reservation)
+        raise
+    used = 0 if answer.cached else answer.generation.prompt_tokens + answer.generation.completion_tokens
+    budgets.settle(reservation, used=used)
+    _note_tokens(request, answer.generation)
+    return answer
 
 
 def _sentiment_lease() -> str:
@@ -154,8 +183,7 @@ class GenerationViewSet(viewsets.GenericViewSet):
         )
         if stream:
             return _streamed(request, generation, text_services.GenerationEvents())
-        answer = text_services.completion_create(user=authenticated_user(request), request=generation)
-        _note_tokens(request, answer.generation)
+        answer = _completion(request, generation)
         body = {
             "id": answer.generation.pk,
             "text": answer.text,
@@ -223,6 +251,5 @@ class OpenAIChatCompletionsView(APIView):
         generation = text_services.GenerationRequest(route="chat.completions", params=data, stream=stream)
         if stream:
             return _streamed(request, generation, text_services.OpenAIEvents(include_usage=include_usage))
-        answer = text_services.completion_create(user=authenticated_user(request), request=generation)
-        _note_tokens(request, answer.generation)
+        answer = _completion(request, generation)
         return Response(answer.completion)

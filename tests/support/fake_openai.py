@@ -45,6 +45,11 @@ class FakeOpenAI(ThreadingHTTPServer):
         self.delay = 0.0
         self.chunk_delay = 0.0  # seconds between a stream's chunks
         self.calls: list[dict[str, Any]] = []
+        # Count usage as the service's budgets estimate it (inference/budgets.py), so that a call's
+        # worst case is exactly what it uses: budget tests can then say exactly how many calls fit.
+        self.usage_as_estimated = False
+        self.stream_usage = True  # False: a stream never reports usage, even when asked
+        self.in_flight = self.most_in_flight = 0  # requests being answered at once, and the most seen
         self.lock = threading.Lock()
 
     @property
@@ -94,6 +99,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"error": {"message": "no such route", "type": "invalid_request_error"}})
 
     def do_POST(self) -> None:
+        with self.server.lock:
+            self.server.in_flight += 1
+            self.server.most_in_flight = max(self.server.most_in_flight, self.server.in_flight)
+        try:
+            self._post()
+        finally:
+            with self.server.lock:
+                self.server.in_flight -= 1
+
+    def _post(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
         with self.server.lock:
@@ -147,10 +162,15 @@ class _Handler(BaseHTTPRequestHandler):
             "prompt_tokens": sum(len(str(m.get("content", "")).split()) for m in messages),
             "completion_tokens": len(words),
         }
+        if self.server.usage_as_estimated:
+            from inference.budgets import estimate_prompt_tokens
+
+            usage["prompt_tokens"] = estimate_prompt_tokens(messages)
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         model = body.get("model") or "fake-gpt"
         if body.get("stream"):
-            self._stream(model, words, finish, usage, bool((body.get("stream_options") or {}).get("include_usage")))
+            asked = bool((body.get("stream_options") or {}).get("include_usage"))
+            self._stream(model, words, finish, usage, asked and self.server.stream_usage)
             return
         message = {"role": "assistant", "content": content}
         self._send_json(

@@ -1,0 +1,222 @@
+"""Per-key token budgets, tokens per minute and parallel generations: reserved at the worst case,
+settled to the real usage, exact across the production server's workers under concurrency, with
+the real openai SDK against the local OpenAI-protocol server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import openai
+import pytest
+from django.db.models import Sum
+
+from accounts.models import ApiKey
+from accounts.services import api_key_create
+from analytics.models import RequestLog
+from inference.budgets import estimate_prompt_tokens
+from inference.models import Generation
+
+PROMPT = "one two three four five six seven eight nine ten eleven twelve"
+MAX_TOKENS = 5
+MESSAGES = [{"role": "user", "content": PROMPT}]
+# The fake upstream answers "Echo: <prompt>" cut to max_tokens words, and (usage_as_estimated)
+# counts the prompt as the service estimates it: a call uses exactly its worst case.
+PER_CALL = estimate_prompt_tokens(MESSAGES) + MAX_TOKENS
+
+
+def _key(user, **limits) -> str:
+    return api_key_create(user=user, name="budgeted", created_by=None, rate="100000/m", **limits).key
+
+
+def _chat(client, key: str, **extra):
+    return client.post(
+        "/v1/chat/completions",
+        {"messages": MESSAGES, "max_tokens": MAX_TOKENS, **extra},
+        format="json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+    )
+
+
+def _spent(api_key: ApiKey) -> int:
+    totals = Generation.objects.filter(user=api_key.user).aggregate(p=Sum("prompt_tokens"), c=Sum("completion_tokens"))
+    return (totals["p"] or 0) + (totals["c"] or 0)
+
+
+@pytest.fixture
+def exact(fake_openai):
+    fake_openai.usage_as_estimated = True
+    return fake_openai
+
+
+@pytest.mark.django_db
+def test_a_budget_lets_through_the_calls_that_fit_then_429_with_retry_after(alice, client_for, exact, staff):
+    key = _key(alice, token_budget_tokens=3 * PER_CALL + PER_CALL // 2, token_budget_period="day")
+    client = client_for(None)
+    statuses = [_chat(client, key).status_code for _ in range(5)]
+    assert statuses == [200, 200, 200, 429, 429]
+    refused = _chat(client, key)
+    body = refused.json()["error"]
+    assert body["code"] == "budget_exceeded" and str(PER_CALL) in body["message"]
+    assert 0 < int(refused["Retry-After"]) <= 86_400
+    api_key = ApiKey.objects.get(user=alice)
+    spend = client_for(staff).get(f"/api/v1/api-keys/{api_key.pk}/").json()["spend"]
+    assert spend["used"] == 3 * PER_CALL == _spent(api_key)
+    assert spend["remaining"] == PER_CALL // 2 and spend["budget"] == 3 * PER_CALL + PER_CALL // 2
+    assert spend["period"] == "day"
+    # the generation route and a stream are held to the same budget
+    generation = client.post(
+        "/api/v1/generations/", {"prompt": "hi", "max_tokens": 1}, format="json", HTTP_AUTHORIZATION=f"Bearer {key}"
+    )
+    assert generation.status_code == 201  # a small call still fits
+    streamed = _chat(client, key, stream=True)
+    assert streamed.status_code == 429
+
+
+@pytest.mark.django_db
+def test_a_cached_answer_costs_nothing_and_a_failed_call_gives_its_tokens_back(alice, client_for, exact, staff):
+    key = _key(alice, token_budget_tokens=2 * PER_CALL, token_budget_period="month")
+    client = client_for(None)
+    assert _chat(client, key, temperature=0).status_code == 200
+    assert _chat(client, key, temperature=0).json()["choices"]  # the same answer, from the cache
+    exact.mode = "500"
+    assert _chat(client, key).status_code == 502
+    exact.mode = "ok"
+    api_key = ApiKey.objects.get(user=alice)
+    spend = client_for(staff).get(f"/api/v1/api-keys/{api_key.pk}/").json()["spend"]
+    assert spend["used"] == PER_CALL and spend["period"] == "month"
+    assert _chat(client, key).status_code == 200
+    assert _chat(client, key).status_code == 429
+
+
+@pytest.mark.django_db
+def test_tokens_per_minute_and_parallel_generations(alice, client_for, exact):
+    client = client_for(None)
+    per_minute = _key(alice, tokens_per_minute=2 * PER_CALL)
+    while time.time() % 60 > 50:  # the three calls in one minute
+        time.sleep(1)
+    assert [_chat(client, per_minute).status_code for _ in range(3)] == [200, 200, 429]
+    refused = _chat(client, per_minute)
+    assert refused.json()["error"]["code"] == "rate_limited" and 0 < int(refused["Retry-After"]) <= 60
+
+    parallel = _key(alice, max_parallel=1)
+    first = _chat(client, parallel, stream=True)  # open until it is read to its end
+    assert first.status_code == 200
+    second = _chat(client, parallel, stream=True)
+    assert second.status_code == 429 and second.json()["error"]["code"] == "too_many_parallel_requests"
+    assert second["Retry-After"] == "1"
+    b"".join(first.streaming_content)
+    third = _chat(client, parallel)
+    assert third.status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_stream_without_usage_is_estimated_and_counted(alice, client_for, fake_openai, staff):
+    fake_openai.stream_usage = False  # an upstream that ignores include_usage
+    key = _key(alice, token_budget_tokens=10_000, token_budget_period="day")
+    response = _chat(client_for(None), key, stream=True)
+    b"".join(response.streaming_content)
+    generation = Generation.objects.get()
+    assert generation.usage_estimated
+    assert generation.prompt_tokens == estimate_prompt_tokens(MESSAGES)
+    assert generation.completion_tokens == -(-len("Echo: one two three four") // 4)  # its text, estimated
+    api_key = ApiKey.objects.get(user=alice)
+    spend = client_for(staff).get(f"/api/v1/api-keys/{api_key.pk}/").json()["spend"]
+    assert spend["used"] == generation.prompt_tokens + generation.completion_tokens
+
+
+@pytest.mark.django_db
+def test_staff_set_limits_through_the_api(alice, staff, client_for):
+    staff_client = client_for(staff)
+    created = staff_client.post(
+        "/api/v1/api-keys/",
+        {"user": "alice", "name": "llm", "token_budget": {"tokens": 1000, "period": "day"}, "max_parallel": 2},
+        format="json",
+    ).json()
+    assert created["token_budget"] == {"tokens": 1000, "period": "day"} and created["max_parallel"] == 2
+    url = f"/api/v1/api-keys/{created['id']}/"
+    changed = staff_client.patch(url, {"tokens_per_minute": 500, "token_budget": None}, format="json").json()
+    assert changed["tokens_per_minute"] == 500 and changed["token_budget"] is None and changed["spend"] is None
+    for body in (
+        {"token_budget": {"tokens": 0, "period": "day"}},
+        {"token_budget": {"tokens": 10, "period": "week"}},
+        {"tokens_per_minute": "5"},
+        {"max_parallel": 0},
+    ):
+        assert staff_client.patch(url, body, format="json").status_code == 400, body
+    assert client_for(alice).patch(url, {"max_parallel": 9}, format="json").status_code == 403
+    assert client_for(alice).get(url).json()["max_parallel"] == 2
+
+
+def test_the_budget_is_exact_across_four_workers_hit_concurrently(gunicorn_server, alice, staff, fake_openai):
+    """4 workers, 24 concurrent callers, a budget with room for exactly 10 calls (and a half)."""
+    fake_openai.usage_as_estimated = True
+    base = gunicorn_server(workers=4, OPENAI_BASE_URL=fake_openai.base_url, OPENAI_API_KEY="sk-x")
+    budget = 10 * PER_CALL + PER_CALL // 2
+    key = _key(alice, token_budget_tokens=budget, token_budget_period="day")
+    sdk = openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=60)
+
+    def call(_: int) -> str:
+        try:
+            sdk.chat.completions.create(model="fake-gpt", messages=MESSAGES, max_tokens=MAX_TOKENS)
+        except openai.RateLimitError as exc:
+            return exc.body["code"] if isinstance(exc.body, dict) else "429"
+        return "ok"
+
+    with ThreadPoolExecutor(24) as pool:
+        outcomes = list(pool.map(call, range(40)))
+    assert outcomes.count("ok") == 10, outcomes
+    assert set(outcomes) == {"ok", "budget_exceeded"}
+    api_key = ApiKey.objects.get(user=alice)
+    assert _spent(api_key) == 10 * PER_CALL
+    logged = RequestLog.objects.filter(api_key=api_key, status=200).aggregate(
+        p=Sum("prompt_tokens"), c=Sum("completion_tokens")
+    )
+    assert logged["p"] + logged["c"] == 10 * PER_CALL
+    from inference.budgets import spend
+
+    assert spend(api_key)["used"] == 10 * PER_CALL
+
+
+def test_tokens_per_minute_and_parallel_hold_under_concurrency(gunicorn_server, alice, fake_openai):
+    fake_openai.usage_as_estimated = True
+    base = gunicorn_server(workers=4, OPENAI_BASE_URL=fake_openai.base_url, OPENAI_API_KEY="sk-x")
+
+    def run(key: str, count: int) -> list[str]:
+        sdk = openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=60)
+        start = threading.Barrier(count)
+
+        def call(_: int) -> str:
+            start.wait()
+            try:
+                sdk.chat.completions.create(model="fake-gpt", messages=MESSAGES, max_tokens=MAX_TOKENS)
+            except openai.RateLimitError as exc:
+                return exc.body["code"] if isinstance(exc.body, dict) else "429"
+            return "ok"
+
+        with ThreadPoolExecutor(count) as pool:
+            return list(pool.map(call, range(count)))
+
+    while time.time() % 60 > 45:  # one minute's window for the whole burst
+        time.sleep(1)
+    per_minute = run(_key(alice, tokens_per_minute=6 * PER_CALL), 16)
+    assert per_minute.count("ok") == 6 and set(per_minute) == {"ok", "rate_limited"}, per_minute
+
+    fake_openai.mode, fake_openai.delay = "slow", 2.0  # every call stays open two seconds
+    fake_openai.most_in_flight = 0
+    parallel = run(_key(alice, max_parallel=3), 12)
+    # never more than three at the upstream at once; the rest refused while three were open
+    assert fake_openai.most_in_flight == 3, fake_openai.most_in_flight
+    assert parallel.count("ok") >= 3 and "too_many_parallel_requests" in parallel, parallel
+    assert set(parallel) == {"ok", "too_many_parallel_requests"}
+
+
+@pytest.mark.django_db
+def test_the_admins_key_list_shows_the_budget_left(alice, client, client_for, django_user_model, exact):
+    key = _key(alice, token_budget_tokens=1000, token_budget_period="month")
+    assert _chat(client_for(None), key).status_code == 200
+    root = django_user_model.objects.create_superuser("root", password="pw-for-tests-only")
+    client.force_login(root)
+    page = client.get("/admin/accounts/apikey/").content.decode()
+    assert f"{1000 - PER_CALL:,} of 1,000 this month" in page
