@@ -17,6 +17,7 @@ from analytics.recording import note_failure, note_usage
 from inference import budgets, llm, text_services
 from inference.idempotency import idempotent
 from inference.models import Generation
+from inference.response_cache import cache_key, cached_answer, remember_answer
 from inference.text_serializers import (
     ChatCompletionSerializer,
     GenerationCreateSerializer,
@@ -202,7 +203,13 @@ class OpenAIModelsView(APIView):
         summary="OpenAI-compatible: list models", responses={200: dict, **ERROR_RESPONSES, **UPSTREAM_RESPONSES}
     )
     def get(self, request: Request) -> Response:
-        return Response({"object": "list", "data": llm.models_list()})
+        # The upstream's list changes rarely: one call per MODELS_CACHE_SECONDS, not per request.
+        key = cache_key("models", base_url=settings.OPENAI_BASE_URL)
+        models = cached_answer(key)
+        if models is None:
+            models = llm.models_list()
+            remember_answer(key, models, seconds=settings.MODELS_CACHE_SECONDS)
+        return Response({"object": "list", "data": models})
 
 
 class OpenAIChatCompletionsView(APIView):

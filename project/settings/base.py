@@ -214,6 +214,8 @@ GENERATION_MAX_PROMPT_CHARS = env.int("GENERATION_MAX_PROMPT_CHARS", default=32_
 # Identical sentiment requests, and generations at temperature 0, are answered from the
 # cache for this long without asking the upstream (0 turns caching off).
 RESPONSE_CACHE_SECONDS = env.int("RESPONSE_CACHE_SECONDS", default=3600)
+# GET /v1/models asks the upstream at most once this often (0: every request).
+MODELS_CACHE_SECONDS = env.int("MODELS_CACHE_SECONDS", default=60)
 # Keep prompts, texts and generated output in the database (off keeps payloads out of it).
 STORE_TEXTS = env.bool("STORE_TEXTS", default=True)
 

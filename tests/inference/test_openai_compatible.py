@@ -23,6 +23,19 @@ def test_models_are_the_upstreams(sdk):
     assert [model.id for model in sdk.models.list()] == ["fake-gpt"]
 
 
+def test_the_model_list_is_asked_of_the_upstream_once_per_cache_period(sdk, fake_openai, settings):
+    for _ in range(3):
+        assert [model.id for model in sdk.models.list()] == ["fake-gpt"]
+    assert [c["path"] for c in fake_openai.calls] == ["/v1/models"]
+    settings.MODELS_CACHE_SECONDS = 0
+    from django.core.cache import cache
+
+    cache.clear()
+    sdk.models.list()
+    sdk.models.list()
+    assert [c["path"] for c in fake_openai.calls] == ["/v1/models"] * 3
+
+
 def test_chat_completion(sdk, alice, fake_openai):
     completion = sdk.chat.completions.create(
         model="fake-gpt", messages=[{"role": "user", "content": "hello there"}], max_tokens=20
