@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import DatabaseError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -19,7 +20,7 @@ from accounts.permissions import authenticated_user
 from accounts.policies import ELEVATED_USER_FIELDS, key_owner_refusal, may_edit_user
 from accounts.ratelimits import rate_is_valid
 from accounts.services import api_key_revoke
-from accounts.spend import spend_of
+from accounts.spend import budget_changed, spend_of
 from project import freshness
 from project.errors import AppError
 from project.http import client_ip
@@ -63,6 +64,9 @@ class ApiKeyForm(forms.ModelForm):
         data = super().clean() or {}
         if (data.get("token_budget_tokens") is None) != (not data.get("token_budget_period")):
             raise forms.ValidationError("A token budget needs both its tokens and its period (a day or a month).")
+        for name in LIMIT_FIELDS:
+            if data.get(name) == 0:  # as the API: at least 1 (0 would refuse every call)
+                self.add_error(name, "At least 1; leave it empty for no limit.")
         return data
 
 
@@ -105,7 +109,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         """This period's remaining tokens of the key's budget (one Redis read a row)."""
         try:
             found = spend_of(api_key)
-        except AppError:
+        except (AppError, DatabaseError):
             return "unavailable"
         if found is None:
             return "—"
@@ -114,6 +118,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         if change:
             super().save_model(request, obj, form, change)
+            if {"token_budget_tokens", "token_budget_period"} & set(form.changed_data):
+                budget_changed(obj)
             freshness.bump(freshness.AUTH)  # its limits, from every worker's next request
             return
         new = key_generate()

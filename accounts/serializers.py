@@ -15,6 +15,7 @@ from accounts.policies import key_owner_refusal
 from accounts.ratelimits import rate_is_valid
 from accounts.spend import spend_of
 from accounts.tokens import RevocableRefreshToken
+from project.errors import AppError
 from project.fields import StrictCharField, StrictIntegerField
 from project.schema import NO_NUL
 
@@ -210,5 +211,8 @@ class ApiKeyDetailSerializer(ApiKeySerializer):
 
     @extend_schema_field(SpendSerializer(allow_null=True))
     def get_spend(self, api_key: ApiKey) -> dict[str, Any] | None:
-        found = spend_of(api_key)
+        try:
+            found = spend_of(api_key)
+        except AppError:  # the store cannot be read: the key is still shown (a PATCH was still saved)
+            return None
         return None if found is None else SpendSerializer(found).data

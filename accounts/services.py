@@ -9,6 +9,7 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from accounts import spend
 from accounts.keys import key_generate
 from accounts.models import ApiKey
 from project import freshness
@@ -51,9 +52,12 @@ def api_key_create(
 def api_key_limits_set(*, api_key: ApiKey, **fields: Any) -> ApiKey:
     """Change a key's limits (its rate, token budget, tokens per minute, parallel generations);
     every worker uses them from its next request."""
+    budget_before = (api_key.token_budget_tokens is not None, api_key.token_budget_period)
     for name, value in fields.items():
         setattr(api_key, name, value)
     api_key.save(update_fields=list(fields))
+    if (api_key.token_budget_tokens is not None, api_key.token_budget_period) != budget_before:
+        spend.budget_changed(api_key)
     freshness.bump(freshness.AUTH)
     return api_key
 

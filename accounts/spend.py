@@ -12,12 +12,21 @@ from typing import Any
 from accounts.models import ApiKey
 
 SpendReader = Callable[[ApiKey], dict[str, Any] | None]
+SpendForgetter = Callable[[ApiKey], None]
 _reader: SpendReader | None = None
+_forgetter: SpendForgetter | None = None
 
 
-def register(reader: SpendReader) -> None:
-    global _reader  # one reader per process, set at start-up
-    _reader = reader
+def register(reader: SpendReader, forgetter: SpendForgetter) -> None:
+    global _reader, _forgetter  # one of each per process, set at start-up
+    _reader, _forgetter = reader, forgetter
+
+
+def budget_changed(api_key: ApiKey) -> None:
+    """The key's budget was removed, or its period changed: what was counted under it is dropped,
+    and counted again from the request log when next needed."""
+    if _forgetter is not None:
+        _forgetter(api_key)
 
 
 def spend_of(api_key: ApiKey) -> dict[str, Any] | None:

@@ -19,6 +19,8 @@ the ratios are per round, reported as the median and the spread.
   - single rows with a roll-out's shadow version on, / off (throughput at concurrency 16, and
     added p50 at concurrency 1)                                   reported
 
+BENCH_PARTS=shadow runs the shadow rounds alone.
+
 The machine is shared: the load average is recorded before each round, a round that starts
 above BENCH_MAX_LOAD (default: the number of cores) is marked, and a run in which half the
 rounds are marked says that its figures are not to be trusted.
@@ -271,6 +273,26 @@ def burst(env: dict[str, str], key: str, load: object) -> dict[str, float]:
     return {**result, "most_connections": most, "max_connections": database_connections()[1]}
 
 
+def shadow_only() -> None:
+    """BENCH_PARTS=shadow: the shadow rounds alone (about 5 minutes)."""
+    load = wrk if shutil.which("wrk") else python_load
+    env = service_env(DATABASE_URL, REDIS_URL, RATE_LIMIT_DEFAULT="100000000/m", RATE_LIMIT_PREDICTIONS="100000000/m")
+    fresh_database(DATABASE_URL)
+    manage(env, "migrate", "--noinput")
+    manage(env, "train_demo_models")
+    key, model_file = manage(env, "shell", "-c", SETUP).split()[-2:]
+    with service(env, workers=WORKERS, server=SERVER) as full:
+        for _ in range(50):
+            requests.post(
+                f"{full}/api/v1/predictions/", json={"features": ROW}, headers={"X-API-Key": key}, timeout=10
+            ).raise_for_status()
+        found = shadow_rounds(env, full, key, load, model_file)
+    throughput = [r["single_on"]["rps"] / r["single_off"]["rps"] for r in found]
+    added = [r["latency_on"]["p50_ms"] - r["latency_off"]["p50_ms"] for r in found]
+    print(f"\nwith a shadow version on, throughput / off:  {spread(throughput)}")
+    print(f"with a shadow version on, added p50 at c=1:  {spread(added)} ms")
+
+
 def oip_body(rows: list[list[float]]) -> dict:
     """The same rows as an Open Inference Protocol request (JSON tensors: wrk sends text)."""
     return {"inputs": [{"name": "input-0", "shape": [len(rows), len(rows[0])], "datatype": "FP64", "data": rows}]}
@@ -316,6 +338,9 @@ def shadow_rounds(env: dict[str, str], full: str, key: str, load: object, model_
 
 
 def main() -> None:
+    if os.environ.get("BENCH_PARTS") == "shadow":
+        shadow_only()
+        return
     load = wrk if shutil.which("wrk") else python_load
     generator = "wrk" if load is wrk else "Python threads (wrk not found: apt-get install wrk)"
     print(f"load generator: {generator}; server: {SERVER}; load average at the start: {os.getloadavg()}")

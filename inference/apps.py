@@ -11,6 +11,7 @@ class InferenceConfig(AppConfig):
         from accounts import spend
         from analytics.dashboard import register_charts
         from inference import schema, signals  # noqa: F401  schema: registers OpenAPI extensions
+        from inference.budgets import forget_spend
         from inference.budgets import spend as budget_spend
         from inference.readiness import models_ready
         from inference.rollout_charts import rollout_charts
@@ -18,5 +19,5 @@ class InferenceConfig(AppConfig):
 
         signals.connect()
         register_charts(rollout_charts)
-        spend.register(budget_spend)
+        spend.register(budget_spend, forget_spend)
         register_readiness_check("models", lambda: models_ready(default_model=settings.DEFAULT_MODEL))

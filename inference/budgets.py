@@ -2,7 +2,7 @@
 hosts, because every check and count is one Redis script (atomic: two workers can never both take
 the last tokens).
 
-Before an upstream call the request reserves its worst case, the prompt's estimate plus its
+Before an upstream call the request reserves its worst case, a bound of the prompt's tokens plus its
 `max_tokens`, against the key's counters; after the call it settles to what the upstream says it
 used (a cached answer used nothing); a call that fails gives its reservation back. So a budget is
 never overrun by calls in flight, and what a key has spent is known at every moment.
@@ -14,14 +14,16 @@ never overrun by calls in flight, and what a key has spent is known at every mom
 - **Parallel generations**: a sorted set of the key's calls in flight, each with its start time;
   a call older than IDEMPOTENCY_UPSTREAM_LEASE_SECONDS (a worker killed mid-call) no longer counts.
 
-The prompt estimate (no tokenizer is shipped, and none can be downloaded here) is documented in
-`estimate_tokens`: about four characters a token, plus OpenAI's per-message overhead.
+No tokenizer ships with the service (and none can be downloaded where it runs), so the prompt's
+share of the worst case is a bound, not a guess: a byte-level BPE tokenizer (OpenAI's, and most
+open models') never makes more tokens of a text than it has UTF-8 bytes, so the prompt's bytes
+(its messages, names, tool calls, tools and response format) plus OpenAI's framing are at least
+its tokens. The same bound is what a stream is charged when the upstream reports no usage.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,31 +38,46 @@ from accounts.models import ApiKey
 from analytics.models import RequestLog
 from project import metrics
 from project.cache import STORE_ERRORS
-from project.errors import AppError, ServiceUnavailable
+from project.errors import AppError, InvalidInput, ServiceUnavailable
+from project.json import dumps
 
 logger = logging.getLogger(__name__)
 
-CHARS_PER_TOKEN = 4  # English text averages about four characters a token in OpenAI's tokenizers
 TOKENS_PER_MESSAGE = 4  # each chat message's role and framing
 TOKENS_PER_REPLY = 3  # the reply's priming
 
 
-def estimate_tokens(text: str) -> int:
-    return math.ceil(len(text) / CHARS_PER_TOKEN)
+def token_bound(text: str) -> int:
+    """At least the tokens of `text`: its UTF-8 bytes (a byte-level BPE makes no more)."""
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
-def estimate_prompt_tokens(messages: list[dict[str, Any]]) -> int:
-    """An estimate of a chat prompt's tokens: its text's characters / 4, rounded up, per message,
-    plus 4 tokens a message and 3 for the reply (OpenAI's published framing for its chat models)."""
+def prompt_token_bound(params: dict[str, Any]) -> int:
+    """At least the tokens of a chat request's prompt: the bytes of each message's content, name
+    and tool calls, of the tools and the response format, plus 4 tokens a message and 3 for the
+    reply (OpenAI's published chat framing)."""
     total = TOKENS_PER_REPLY
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, list):  # parts: their text
-            content = " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-        total += (
-            TOKENS_PER_MESSAGE + estimate_tokens(str(content or "")) + estimate_tokens(str(message.get("name") or ""))
-        )
+    for message in params.get("messages") or []:
+        total += TOKENS_PER_MESSAGE
+        for part in ("content", "name", "tool_calls", "function_call"):
+            value = message.get(part)
+            if value:
+                total += token_bound(value if isinstance(value, str) else dumps(value).decode())
+    for part in ("tools", "functions", "response_format", "tool_choice"):
+        if params.get(part):
+            total += token_bound(dumps(params[part]).decode())
     return total
+
+
+def completion_token_bound(params: dict[str, Any]) -> int:
+    """The most completion tokens a request can be answered with: max_tokens (or
+    max_completion_tokens, the larger) for each of its `n` choices."""
+    limit = max(params.get("max_tokens") or 0, params.get("max_completion_tokens") or 0)
+    return limit * (params.get("n") or 1)
+
+
+# The routes whose tokens a budget counts (their request-log rows seed a counter Redis lost).
+BUDGETED_ENDPOINTS = ("v1:generation-list", "openai:chat-completions", "openai:embeddings")
 
 
 class BudgetExceeded(AppError):
@@ -165,6 +182,16 @@ def reserve(api_key: Any, *, prompt_tokens: int, max_tokens: int) -> Reservation
         return None
     now = datetime.now(UTC)
     worst = prompt_tokens + max_tokens
+    for limit, name in (
+        (api_key.token_budget_tokens, "token budget"),
+        (api_key.tokens_per_minute, "tokens per minute"),
+    ):
+        if limit is not None and worst > limit:  # would wait forever: say so now
+            raise InvalidInput(
+                f"This request's worst case ({worst} tokens: its prompt's bound and max_tokens) is more than "
+                f"this API key's whole {name} ({limit}); send a smaller max_tokens or prompt.",
+                details={"max_tokens": [f"the worst case is over the key's {name}"]},
+            )
     budget_start = budget_end = None
     budget_key = "mlserve:budget:none"
     if api_key.token_budget_tokens is not None:
@@ -191,6 +218,8 @@ def reserve(api_key: Any, *, prompt_tokens: int, max_tokens: int) -> Reservation
         raise ServiceUnavailable("Token budgets cannot be checked right now; try again shortly.") from None
     if outcome == 0:
         return reservation
+    if outcome == -1:  # the counter went missing again between the seed and the script
+        raise ServiceUnavailable("Token budgets cannot be checked right now; try again shortly.")
     metrics.count_refusal("token_budget" if outcome == 1 else "tokens_per_minute" if outcome == 2 else "parallel")
     if outcome == 1:
         assert budget_end is not None  # noqa: S101 - outcome 1 only with a budget
@@ -215,9 +244,9 @@ def reserve(api_key: Any, *, prompt_tokens: int, max_tokens: int) -> Reservation
 def _seed(client: Any, key: str, api_key: ApiKey, start: datetime, end: datetime) -> None:
     """The budget's counter from what the request log says the key spent this period (SET NX:
     a worker that seeded it first wins)."""
-    spent = RequestLog.objects.filter(api_key=api_key, created_at__gte=start, created_at__lt=end).aggregate(
-        prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens")
-    )
+    spent = RequestLog.objects.filter(
+        api_key=api_key, endpoint__in=BUDGETED_ENDPOINTS, created_at__gte=start, created_at__lt=end
+    ).aggregate(prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
     used = (spent["prompt"] or 0) + (spent["completion"] or 0)
     client.set(key, used, nx=True, exat=int(end.timestamp()) + 86_400)
 
@@ -271,5 +300,15 @@ def reserve_for(api_key: Any, params: dict[str, Any]) -> Reservation | None:
         return None
     if not params.get("max_tokens") and not params.get("max_completion_tokens"):
         params["max_tokens"] = settings.GENERATION_MAX_TOKENS_LIMIT
-    limit = params.get("max_tokens") or params.get("max_completion_tokens") or 0
-    return reserve(api_key, prompt_tokens=estimate_prompt_tokens(params.get("messages") or []), max_tokens=limit)
+    return reserve(api_key, prompt_tokens=prompt_token_bound(params), max_tokens=completion_token_bound(params))
+
+
+def forget_spend(api_key: ApiKey) -> None:
+    """Drop the key's budget counters (its budget was removed or its period changed): the next
+    reservation seeds them again from the request log, so no stale count outlives a change."""
+    try:
+        client = _redis()
+        for key in client.scan_iter(match=f"mlserve:budget:{api_key.pk}:*", count=100):
+            client.delete(key)
+    except STORE_ERRORS as exc:
+        logger.error("could not reset the budget counters of key %s (%s)", api_key.pk, exc.__class__.__name__)

@@ -172,3 +172,13 @@ def _guarded(stream: Any) -> Iterator[openai.types.chat.ChatCompletionChunk]:
 def models_list() -> list[dict[str, Any]]:
     with upstream_errors():
         return [model.to_dict() for model in client().models.list()]
+
+
+def embeddings_create(**params: Any) -> dict[str, Any]:
+    """Embeddings of the inputs, in OpenAI's shape; raises our errors, never the SDK's."""
+    with upstream_errors():
+        answer = client().embeddings.create(**params).to_dict(warnings=False)
+    if not isinstance(answer.get("data"), list):
+        logger.error("upstream answered embeddings without data")
+        raise UpstreamError("The upstream model server answered something malformed.")
+    return answer

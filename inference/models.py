@@ -110,11 +110,13 @@ class SentimentCall(models.Model):
 
 
 class Generation(models.Model):
-    """One text generation: POST /api/v1/generations/ or the OpenAI-compatible /v1/chat/completions."""
+    """One call to the upstream: a generation (POST /api/v1/generations/ or the OpenAI-compatible
+    /v1/chat/completions), or embeddings (/v1/embeddings: the inputs in `prompt`, no output)."""
 
     class Route(models.TextChoices):
         GENERATIONS = "generations"
         CHAT_COMPLETIONS = "chat.completions"
+        EMBEDDINGS = "embeddings"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     route = models.CharField(max_length=20, choices=Route.choices)

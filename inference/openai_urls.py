@@ -10,4 +10,5 @@ from inference import text_views
 urlpatterns = [
     path("models", text_views.OpenAIModelsView.as_view(), name="models"),
     path("chat/completions", text_views.OpenAIChatCompletionsView.as_view(), name="chat-completions"),
+    path("embeddings", text_views.OpenAIEmbeddingsView.as_view(), name="embeddings"),
 ]

@@ -93,9 +93,13 @@ class ShadowRunner:
     def _run(self, work: queue.Queue[ShadowCopy]) -> None:
         while True:
             batch = [work.get()]
-            while len(batch) < self.BATCH:
+            # Gather for a moment: one model call and one statement per batch, and the GIL taken
+            # once per batch rather than once per answered request (each take can hold a request
+            # thread up to the interpreter's switch interval, 5 ms).
+            deadline = time.monotonic() + settings.SHADOW_BATCH_SECONDS
+            while len(batch) < self.BATCH and (left := deadline - time.monotonic()) > 0:
                 try:
-                    batch.append(work.get_nowait())
+                    batch.append(work.get(timeout=left))
                 except queue.Empty:
                     break
             with self._lock:

@@ -210,3 +210,36 @@ class ChatCompletionSerializer(serializers.Serializer):
         if size > settings.GENERATION_MAX_PROMPT_CHARS:
             raise serializers.ValidationError(f"At most {settings.GENERATION_MAX_PROMPT_CHARS} characters in all.")
         return value
+
+
+class EmbeddingsSerializer(serializers.Serializer):
+    """OpenAI's embeddings parameters: text in (one string or an array of them), vectors out."""
+
+    input = serializers.JSONField(help_text="A string, or an array of strings (token arrays are not taken).")
+    model = StrictCharField(required=False, allow_null=True, max_length=100)
+    encoding_format = serializers.ChoiceField(choices=["float", "base64"], required=False, allow_null=True)
+    dimensions = StrictIntegerField(required=False, allow_null=True, min_value=1, max_value=65_536)
+    user = StrictCharField(required=False, allow_null=True, max_length=200)
+
+    def validate_input(self, value: Any) -> list[str]:
+        texts = [value] if isinstance(value, str) else value
+        if not isinstance(texts, list) or not texts:
+            raise serializers.ValidationError("Expected a string or a non-empty array of strings.")
+        limit = settings.EMBEDDINGS_MAX_INPUTS
+        if len(texts) > limit:
+            raise PayloadTooLarge(
+                f"The request has {len(texts)} inputs; the limit is {limit}.", details={"input": [f"at most {limit}"]}
+            )
+        problems = [
+            f"input {i}: {'expected a string' if not isinstance(t, str) else 'must not be empty'}"
+            for i, t in enumerate(texts)
+            if not isinstance(t, str) or not t
+        ]
+        if problems:
+            raise serializers.ValidationError(problems[:10])
+        if sum(map(len, texts)) > settings.EMBEDDINGS_MAX_CHARS:
+            raise PayloadTooLarge(
+                f"The inputs are over {settings.EMBEDDINGS_MAX_CHARS} characters in all.",
+                details={"input": [f"at most {settings.EMBEDDINGS_MAX_CHARS} characters in all"]},
+            )
+        return texts

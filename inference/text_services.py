@@ -128,6 +128,7 @@ def _record(
     error_code: str = "",
     model: object = None,  # as the upstream named it: anything but a non-empty string means request.model
     usage_estimated: bool = False,
+    prompt: Any = None,  # what was sent, when not chat messages (embeddings' inputs)
 ) -> Generation:
     store = settings.STORE_TEXTS
     # Tokens spent upstream: none for an answer from the cache. Values the upstream chose are
@@ -137,7 +138,7 @@ def _record(
         user=user,
         route=request.route,
         model=_text_or(model, request.model)[:100],
-        prompt=request.params["messages"] if store else None,
+        prompt=(request.params["messages"] if prompt is None else prompt) if store else None,
         output=output if store else None,
         max_tokens=request.params.get("max_tokens") or request.params.get("max_completion_tokens"),
         temperature=request.params.get("temperature"),
@@ -253,14 +254,15 @@ def completion_stream(
         finally:
             output = "".join(parts)
             # No usage from the upstream (one that ignores include_usage, or a client that left
-            # before the last chunk): what was sent and received, estimated, and marked so.
+            # before the last chunk): what was sent and received, charged at its bound (never
+            # less than it cost: inference/budgets.py), and marked as estimated.
             estimated = usage.total_tokens == 0 and (
                 bool(output) or failure is None or isinstance(failure, ClientClosedRequest)
             )
             if estimated:
                 usage = llm.Usage(
-                    prompt_tokens=budgets.estimate_prompt_tokens(request.params.get("messages") or []),
-                    completion_tokens=budgets.estimate_tokens(output),
+                    prompt_tokens=budgets.prompt_token_bound(request.params),
+                    completion_tokens=budgets.token_bound(output),
                 )
             try:
                 generation = _record(
@@ -281,6 +283,9 @@ def completion_stream(
                     failure = DatabaseUnavailable()
             if on_finish is not None:
                 on_finish(generation, failure)
+            close = getattr(chunks, "close", None)
+            if close is not None:  # the upstream call stops now, not when the generator is collected
+                close()
         if failure is None and generation is not None:  # recorded: else failure says why not
             done = render.done(generation, usage)
             if done:
@@ -359,3 +364,36 @@ class OpenAIEvents(StreamRenderer):
 
     def done(self, generation: Generation, usage: llm.Usage) -> bytes:
         return sse(b"[DONE]")
+
+
+@dataclass(frozen=True)
+class EmbeddingsAnswer:
+    generation: Generation
+    answer: dict[str, Any]
+    cached: bool
+
+
+def embeddings_create(*, user: User, params: dict[str, Any]) -> EmbeddingsAnswer:
+    """Embeddings, from the cache when the same caller asked the same before (they are
+    deterministic), recorded with the tokens they used."""
+    started = time.perf_counter()
+    key = cache_key("embeddings", user=user.pk, params=params)
+    answer: dict[str, Any] | None = cached_answer(key)
+    cached = answer is not None
+    if answer is None:
+        release_connection()
+        answer = llm.embeddings_create(**params)
+        remember_answer(key, answer, seconds=settings.RESPONSE_CACHE_SECONDS)
+    request = GenerationRequest(route=Generation.Route.EMBEDDINGS, params={"model": params["model"], "messages": []})
+    generation = _record(
+        user=user,
+        request=request,
+        output=None,
+        finish_reason="",
+        usage=llm.usage_from_dict(answer.get("usage")),
+        cached=cached,
+        started=started,
+        model=answer.get("model"),
+        prompt=params["input"],
+    )
+    return EmbeddingsAnswer(generation=generation, answer=answer, cached=cached)

@@ -20,6 +20,7 @@ from inference.models import Generation
 from inference.response_cache import cache_key, cached_answer, remember_answer
 from inference.text_serializers import (
     ChatCompletionSerializer,
+    EmbeddingsSerializer,
     GenerationCreateSerializer,
     GenerationSerializer,
     SentimentBatchSerializer,
@@ -260,3 +261,33 @@ class OpenAIChatCompletionsView(APIView):
             return _streamed(request, generation, text_services.OpenAIEvents(include_usage=include_usage))
         answer = _completion(request, generation)
         return Response(answer.completion)
+
+
+class OpenAIEmbeddingsView(APIView):
+    """POST /v1/embeddings, proxied to the configured upstream with this service's keys, limits,
+    budgets, cache and records."""
+
+    rate_limit_group = "generation"
+
+    @extend_schema(
+        summary="OpenAI-compatible: embeddings of one text or a batch",
+        request=EmbeddingsSerializer,
+        examples=[OpenApiExample("Two texts", value={"input": ["hello", "world"]}, request_only=True)],
+        responses={(200, "application/json"): dict, **ERROR_RESPONSES, **IDEMPOTENCY_RESPONSES, **UPSTREAM_RESPONSES},
+    )
+    @idempotent(lease_setting="IDEMPOTENCY_UPSTREAM_LEASE_SECONDS", texts=True)
+    def post(self, request: Request) -> Response:
+        params = EmbeddingsSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = {name: value for name, value in params.validated_data.items() if value is not None}
+        data["model"] = data.get("model") or settings.OPENAI_EMBEDDING_MODEL
+        prompt_tokens = sum(budgets.token_bound(text) for text in data["input"])
+        reservation = budgets.reserve(request.auth, prompt_tokens=prompt_tokens, max_tokens=0)
+        try:
+            answer = text_services.embeddings_create(user=authenticated_user(request), params=data)
+        except BaseException:
+            budgets.release(reservation)
+            raise
+        budgets.settle(reservation, used=0 if answer.cached else answer.generation.prompt_tokens)
+        _note_tokens(request, answer.generation)
+        return Response(answer.answer)

@@ -175,6 +175,8 @@ STORE_PREDICTION_INPUTS = env.bool("STORE_PREDICTION_INPUTS", default=True)
 # Rows of answered requests a worker keeps waiting for a roll-out's shadow version (0: no shadow
 # runs); past it, copies are dropped (and counted) rather than slowing the answers (inference/shadow.py).
 SHADOW_QUEUE_ROWS = env.int("SHADOW_QUEUE_ROWS", default=100_000)
+# How long the shadow thread gathers copies before it runs them, as one batch.
+SHADOW_BATCH_SECONDS = env.float("SHADOW_BATCH_SECONDS", default=0.1)
 
 # --- Idempotency-Key (inference/idempotency.py) -----------------------------------------
 # How long a key and its answer are kept: a retry within this gets the first answer again.
@@ -214,6 +216,10 @@ GENERATION_MAX_PROMPT_CHARS = env.int("GENERATION_MAX_PROMPT_CHARS", default=32_
 # Identical sentiment requests, and generations at temperature 0, are answered from the
 # cache for this long without asking the upstream (0 turns caching off).
 RESPONSE_CACHE_SECONDS = env.int("RESPONSE_CACHE_SECONDS", default=3600)
+# POST /v1/embeddings: the model when a request names none, and the most inputs and characters.
+OPENAI_EMBEDDING_MODEL = env.str("OPENAI_EMBEDDING_MODEL", default="text-embedding-3-small")
+EMBEDDINGS_MAX_INPUTS = env.int("EMBEDDINGS_MAX_INPUTS", default=2048)
+EMBEDDINGS_MAX_CHARS = env.int("EMBEDDINGS_MAX_CHARS", default=200_000)
 # GET /v1/models asks the upstream at most once this often (0: every request).
 MODELS_CACHE_SECONDS = env.int("MODELS_CACHE_SECONDS", default=60)
 # Keep prompts, texts and generated output in the database (off keeps payloads out of it).

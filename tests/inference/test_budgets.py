@@ -15,15 +15,15 @@ from django.db.models import Sum
 from accounts.models import ApiKey
 from accounts.services import api_key_create
 from analytics.models import RequestLog
-from inference.budgets import estimate_prompt_tokens
+from inference.budgets import prompt_token_bound
 from inference.models import Generation
 
 PROMPT = "one two three four five six seven eight nine ten eleven twelve"
 MAX_TOKENS = 5
 MESSAGES = [{"role": "user", "content": PROMPT}]
 # The fake upstream answers "Echo: <prompt>" cut to max_tokens words, and (usage_as_estimated)
-# counts the prompt as the service estimates it: a call uses exactly its worst case.
-PER_CALL = estimate_prompt_tokens(MESSAGES) + MAX_TOKENS
+# counts the prompt as the service bounds it: a call uses exactly its worst case.
+PER_CALL = prompt_token_bound({"messages": MESSAGES}) + MAX_TOKENS
 
 
 def _key(user, **limits) -> str:
@@ -119,8 +119,8 @@ def test_a_stream_without_usage_is_estimated_and_counted(alice, client_for, fake
     b"".join(response.streaming_content)
     generation = Generation.objects.get()
     assert generation.usage_estimated
-    assert generation.prompt_tokens == estimate_prompt_tokens(MESSAGES)
-    assert generation.completion_tokens == -(-len("Echo: one two three four") // 4)  # its text, estimated
+    assert generation.prompt_tokens == prompt_token_bound({"messages": MESSAGES, "max_tokens": MAX_TOKENS})
+    assert generation.completion_tokens == len(b"Echo: one two three four")  # its text, at its bound
     api_key = ApiKey.objects.get(user=alice)
     spend = client_for(staff).get(f"/api/v1/api-keys/{api_key.pk}/").json()["spend"]
     assert spend["used"] == generation.prompt_tokens + generation.completion_tokens
@@ -220,3 +220,61 @@ def test_the_admins_key_list_shows_the_budget_left(alice, client, client_for, dj
     client.force_login(root)
     page = client.get("/admin/accounts/apikey/").content.decode()
     assert f"{1000 - PER_CALL:,} of 1,000 this month" in page
+
+
+@pytest.mark.django_db
+def test_the_worst_case_counts_every_choice_and_the_larger_limit(alice, client_for, exact):
+    key = _key(alice, token_budget_tokens=10_000, token_budget_period="day")
+    from inference.budgets import completion_token_bound
+
+    assert completion_token_bound({"max_tokens": 5, "max_completion_tokens": 50, "n": 3}) == 150
+    assert prompt_token_bound({"messages": [{"role": "user", "content": "日本語"}]}) == 3 + 4 + 9  # bytes, not chars
+    refused = _chat(client_for(None), key, max_tokens=4000, n=3)  # 12,000 tokens at worst: more than the budget
+    assert refused.status_code == 400 and "worst case" in refused.json()["error"]["message"]
+
+
+@pytest.mark.django_db
+def test_spend_is_seeded_again_from_the_log_when_redis_loses_it(alice, client_for, exact, staff):
+    from django_redis import get_redis_connection
+
+    key = _key(alice, token_budget_tokens=10 * PER_CALL, token_budget_period="day")
+    client = client_for(None)
+    for _ in range(3):
+        assert _chat(client, key).status_code == 200
+    redis = get_redis_connection("default")
+    for name in redis.scan_iter(match="mlserve:budget:*"):
+        redis.delete(name)
+    api_key = ApiKey.objects.get(user=alice)
+    assert client_for(staff).get(f"/api/v1/api-keys/{api_key.pk}/").json()["spend"]["used"] == 3 * PER_CALL
+    assert _chat(client, key).status_code == 200
+    assert client_for(staff).get(f"/api/v1/api-keys/{api_key.pk}/").json()["spend"]["used"] == 4 * PER_CALL
+
+
+@pytest.mark.django_db
+def test_with_redis_unreachable_a_limited_key_is_refused_not_let_through(alice, client_for, exact, monkeypatch):
+    import redis
+
+    from inference import budgets
+
+    def unreachable():
+        raise redis.ConnectionError("down")
+
+    key = _key(alice, token_budget_tokens=1000, token_budget_period="day")
+    monkeypatch.setattr(budgets, "_redis", unreachable)
+    refused = _chat(client_for(None), key)
+    assert refused.status_code == 503
+    assert not exact.completion_calls()
+
+
+@pytest.mark.django_db
+def test_removing_a_budget_and_setting_it_again_starts_from_the_log(alice, staff, client_for, exact):
+    key = _key(alice, token_budget_tokens=10 * PER_CALL, token_budget_period="day")
+    client = client_for(None)
+    assert _chat(client, key).status_code == 200
+    api_key = ApiKey.objects.get(user=alice)
+    url = f"/api/v1/api-keys/{api_key.pk}/"
+    staff_client = client_for(staff)
+    staff_client.patch(url, {"token_budget": None}, format="json")
+    assert _chat(client, key).status_code == 200  # not counted against a budget it has not got
+    staff_client.patch(url, {"token_budget": {"tokens": 10 * PER_CALL, "period": "day"}}, format="json")
+    assert staff_client.get(url).json()["spend"]["used"] == 2 * PER_CALL  # both, from the log

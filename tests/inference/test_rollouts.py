@@ -294,6 +294,7 @@ def test_a_full_shadow_queue_drops_copies_and_counts_them_without_touching_the_a
     import threading
 
     settings.SHADOW_QUEUE_ROWS = 2
+    settings.SHADOW_BATCH_SECONDS = 0  # no gathering: the thread takes what waits, then holds
     register_tree()
     client_for(staff).put("/api/v1/models/iris/rollout/", {"shadow": {"version": 2}}, format="json")
     release = threading.Event()

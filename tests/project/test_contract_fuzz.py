@@ -45,6 +45,7 @@ DERANDOMIZE = os.environ.get("FUZZ_RANDOM", "") != "1"
 STAFF_OPERATIONS = {
     ("POST", "/api/v1/api-keys/"),
     ("POST", "/api/v1/api-keys/{id}/revoke/"),
+    ("PATCH", "/api/v1/api-keys/{id}/"),
     ("PUT", "/api/v1/models/{name}/aliases/{alias}/"),
     ("DELETE", "/api/v1/models/{name}/aliases/{alias}/"),
     ("GET", "/api/v1/models/{name}/rollout/"),
@@ -74,6 +75,7 @@ SEMANTIC_FIELDS = {
     ("GET", "/api/v1/models/"): {"page"},
     ("POST", "/api/v1/generations/"): {"system"},
     ("POST", "/v1/chat/completions"): {"messages"},
+    ("POST", "/v1/embeddings"): {"input"},  # any JSON in the schema; text only here
     ("GET", "/api/v1/analytics/summary/"): {"start", "end"},
     ("GET", "/api/v1/analytics/usage/"): {"start", "end", "interval"},
     # a canary or shadow that is the active version, or of another shape

@@ -10,6 +10,7 @@ request it receives is kept in `server.calls`, so a test can tell whether the up
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import threading
@@ -45,7 +46,7 @@ class FakeOpenAI(ThreadingHTTPServer):
         self.delay = 0.0
         self.chunk_delay = 0.0  # seconds between a stream's chunks
         self.calls: list[dict[str, Any]] = []
-        # Count usage as the service's budgets estimate it (inference/budgets.py), so that a call's
+        # Count prompts as the service's budgets bound them (inference/budgets.py), so that a call's
         # worst case is exactly what it uses: budget tests can then say exactly how many calls fit.
         self.usage_as_estimated = False
         self.stream_usage = True  # False: a stream never reports usage, even when asked
@@ -140,7 +141,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
             return
+        if self.path.rstrip("/").endswith("/embeddings"):
+            self._embed(body)
+            return
         self._complete(body)
+
+    def _embed(self, body: dict[str, Any]) -> None:
+        """Deterministic vectors (8 numbers from each text's SHA-256), usage by words."""
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else list(texts or [])
+        data = []
+        for index, text in enumerate(texts):
+            digest = hashlib.sha256(str(text).encode()).digest()
+            data.append({"object": "embedding", "index": index, "embedding": [b / 255 for b in digest[:8]]})
+        tokens = sum(len(str(text).split()) for text in texts)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        self._send_json(
+            200, {"object": "list", "data": data, "model": body.get("model") or "fake-embed", "usage": usage}
+        )
 
     def _complete(self, body: dict[str, Any]) -> None:
         messages = body.get("messages") or []
@@ -163,9 +181,9 @@ class _Handler(BaseHTTPRequestHandler):
             "completion_tokens": len(words),
         }
         if self.server.usage_as_estimated:
-            from inference.budgets import estimate_prompt_tokens
+            from inference.budgets import prompt_token_bound
 
-            usage["prompt_tokens"] = estimate_prompt_tokens(messages)
+            usage["prompt_tokens"] = prompt_token_bound(body)
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         model = body.get("model") or "fake-gpt"
         if body.get("stream"):
