@@ -32,3 +32,14 @@ class ApiKeyCreateScheme(OpenApiSerializerExtension):
         properties["rate"]["pattern"] = f"^({RATE_PATTERN.pattern})?$"
         properties["expires_at"]["description"] = "In the future; null or left out: the key does not expire."
         return schema
+
+
+class ApiKeyLimitsScheme(OpenApiSerializerExtension):
+    """PATCH's body: the same rate pattern as when a key is made."""
+
+    target_class = "accounts.serializers.ApiKeyLimitsSerializer"
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
+        schema = mapped_serializer(self, auto_schema, direction)
+        schema["properties"]["rate"]["pattern"] = f"^({RATE_PATTERN.pattern})?$"
+        return schema

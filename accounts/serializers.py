@@ -105,7 +105,8 @@ class TokenBudgetSerializer(serializers.Serializer):
 
 
 class ApiKeyLimitsSerializer(serializers.Serializer):
-    """A key's limits, settable when it is made and afterwards (PATCH, staff); null removes one."""
+    """A key's limits, settable when it is made and afterwards (PATCH, staff); null removes a limit
+    (the rate: an empty string)."""
 
     rate = StrictCharField(
         required=False, allow_blank=True, max_length=20, help_text='Its own rate limit, e.g. "100/m" or "10/s".'
