@@ -273,22 +273,34 @@ def burst(env: dict[str, str], key: str, load: object) -> dict[str, float]:
     return {**result, "most_connections": most, "max_connections": database_connections()[1]}
 
 
-def shadow_only() -> None:
-    """BENCH_PARTS=shadow: the shadow rounds alone (about 5 minutes)."""
-    load = wrk if shutil.which("wrk") else python_load
+def prepared() -> tuple[dict[str, str], str, str]:
+    """(the service's environment, an API key, the iris model's file) on a fresh database."""
     env = service_env(DATABASE_URL, REDIS_URL, RATE_LIMIT_DEFAULT="100000000/m", RATE_LIMIT_PREDICTIONS="100000000/m")
     fresh_database(DATABASE_URL)
     manage(env, "migrate", "--noinput")
     manage(env, "train_demo_models")
     key, model_file = manage(env, "shell", "-c", SETUP).split()[-2:]
+    return env, key, model_file
+
+
+def shadow_figures(found: list[dict]) -> tuple[list[float], list[float]]:
+    """Per round: throughput with a shadow / without, and the p50 it added at concurrency 1."""
+    throughput = [r["single_on"]["rps"] / r["single_off"]["rps"] for r in found]
+    added = [r["latency_on"]["p50_ms"] - r["latency_off"]["p50_ms"] for r in found]
+    return throughput, added
+
+
+def shadow_only() -> None:
+    """BENCH_PARTS=shadow: the shadow rounds alone (about 5 minutes)."""
+    load = wrk if shutil.which("wrk") else python_load
+    env, key, model_file = prepared()
     with service(env, workers=WORKERS, server=SERVER) as full:
         for _ in range(50):
             requests.post(
                 f"{full}/api/v1/predictions/", json={"features": ROW}, headers={"X-API-Key": key}, timeout=10
             ).raise_for_status()
         found = shadow_rounds(env, full, key, load, model_file)
-    throughput = [r["single_on"]["rps"] / r["single_off"]["rps"] for r in found]
-    added = [r["latency_on"]["p50_ms"] - r["latency_off"]["p50_ms"] for r in found]
+    throughput, added = shadow_figures(found)
     print(f"\nwith a shadow version on, throughput / off:  {spread(throughput)}")
     print(f"with a shadow version on, added p50 at c=1:  {spread(added)} ms")
 
@@ -344,16 +356,7 @@ def main() -> None:
     load = wrk if shutil.which("wrk") else python_load
     generator = "wrk" if load is wrk else "Python threads (wrk not found: apt-get install wrk)"
     print(f"load generator: {generator}; server: {SERVER}; load average at the start: {os.getloadavg()}")
-    env = service_env(
-        DATABASE_URL,
-        REDIS_URL,
-        RATE_LIMIT_DEFAULT="100000000/m",
-        RATE_LIMIT_PREDICTIONS="100000000/m",
-    )
-    fresh_database(DATABASE_URL)
-    manage(env, "migrate", "--noinput")
-    manage(env, "train_demo_models")
-    key, model_file = manage(env, "shell", "-c", SETUP).split()[-2:]
+    env, key, model_file = prepared()
     flask_env = {**os.environ, "BENCH_MODEL_PATH": model_file}
     rows = batch_rows()
     cases = {
@@ -434,8 +437,7 @@ def main() -> None:
     keyed_ms = [r["keyed"]["p50_ms"] - r["plain"]["p50_ms"] for r in keyed_results["latency"]]
     oip_single = [r["oip"]["rps"] / r["rest"]["rps"] for r in oip_results["single"]]
     oip_batch = [r["oip"]["rps"] / r["rest"]["rps"] for r in oip_results["batch"]]
-    shadow_rps = [r["single_on"]["rps"] / r["single_off"]["rps"] for r in shadow_results]
-    shadow_ms = [r["latency_on"]["p50_ms"] - r["latency_off"]["p50_ms"] for r in shadow_results]
+    shadow_rps, shadow_ms = shadow_figures(shadow_results)
     workers_peak = max(memory["full"], default=0.0)
     loaded = sum(value > MAX_LOAD for value in loads)
     print(

@@ -4,8 +4,10 @@ the last tokens).
 
 Before an upstream call the request reserves its worst case, a bound of the prompt's tokens plus its
 `max_tokens`, against the key's counters; after the call it settles to what the upstream says it
-used (a cached answer used nothing); a call that fails gives its reservation back. So a budget is
-never overrun by calls in flight, and what a key has spent is known at every moment.
+used (a cached answer used nothing); a call that fails gives its reservation back. So calls in
+flight cannot together pass a budget, and what a key has spent is known at every moment. (What
+this does not cover: a call that fails after the upstream billed it is given back, and calls in
+flight when Redis loses a counter settle onto the re-seeded one; see the closing note of issue 16.)
 
 - **Budget** (`token_budget_tokens` per `token_budget_period`, a UTC day or month): one counter
   per key and period. A counter Redis lost (a restart) is seeded again from the request log's

@@ -1,4 +1,6 @@
-"""POST /api/v1/predictions/: everything this one route does differently, in one place.
+"""POST /api/v1/predictions/: everything this one route does differently, in one place (its
+twin in the Open Inference Protocol, POST /v2/models/{name}/infer, reads its tensors in
+inference/oip.py and then takes the same authentication, throttle and `prediction_store`).
 
 Every other route uses the stock parts: authentication reads its rows, throttles count with
 django-ratelimit, records go through the ORM and the request-log middleware. This route is the

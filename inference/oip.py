@@ -240,7 +240,7 @@ def to_matrix(tensors: list[Tensor], model_version: ModelVersion) -> np.ndarray:
             raise _invalid(
                 f"input {tensor.name!r}: expected shape [-1, {n_features}] for {model_version}, got {tensor.shape}."
             )
-        matrix = tensor.values.astype(np.float64).reshape(tensor.shape)
+        matrix = tensor.values.astype(np.float64, copy=False).reshape(tensor.shape)
     elif names and {tensor.name for tensor in tensors} <= set(names):
         by_name = {tensor.name: tensor for tensor in tensors}
         if missing := [name for name in names if name not in by_name]:

@@ -72,7 +72,7 @@ class ShadowRunner:
         return True
 
     def wait_until_idle(self, timeout: float) -> bool:
-        """Whether every queued copy was run and written within `timeout` seconds (tests, bench)."""
+        """Whether every queued copy was run and written within `timeout` seconds (tests)."""
         deadline = time.monotonic() + timeout
         work = self._queue
         while work is not None and work.unfinished_tasks and time.monotonic() < deadline:

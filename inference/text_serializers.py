@@ -11,6 +11,14 @@ from project.errors import PayloadTooLarge
 from project.fields import StrictBooleanField, StrictCharField, StrictFloatField, StrictIntegerField
 
 
+def _bounded(count: int, *, limit: int, field: str, what: str) -> None:
+    """A batch over its limit is too large rather than invalid: the same texts in smaller batches would do."""
+    if count > limit:
+        raise PayloadTooLarge(
+            f"The request has {count} {what}; the limit is {limit}.", details={field: [f"at most {limit}"]}
+        )
+
+
 def _text_errors(text: Any) -> str | None:
     if not isinstance(text, str):
         return "Expected a string."
@@ -33,11 +41,7 @@ class SentimentCreateSerializer(serializers.Serializer):
     def validate_texts(self, value: Any) -> list[str]:
         if not isinstance(value, list) or not value:
             raise serializers.ValidationError("Expected a non-empty array of strings.")
-        limit = settings.SENTIMENT_MAX_TEXTS
-        if len(value) > limit:
-            raise PayloadTooLarge(
-                f"The batch has {len(value)} texts; the limit is {limit}.", details={"texts": [f"at most {limit}"]}
-            )
+        _bounded(len(value), limit=settings.SENTIMENT_MAX_TEXTS, field="texts", what="texts")
         problems = [f"text {i}: {p}" for i, t in enumerate(value) if (p := _text_errors(t)) is not None]
         if problems:
             raise serializers.ValidationError(problems[:10])
@@ -225,11 +229,7 @@ class EmbeddingsSerializer(serializers.Serializer):
         texts = [value] if isinstance(value, str) else value
         if not isinstance(texts, list) or not texts:
             raise serializers.ValidationError("Expected a string or a non-empty array of strings.")
-        limit = settings.EMBEDDINGS_MAX_INPUTS
-        if len(texts) > limit:
-            raise PayloadTooLarge(
-                f"The request has {len(texts)} inputs; the limit is {limit}.", details={"input": [f"at most {limit}"]}
-            )
+        _bounded(len(texts), limit=settings.EMBEDDINGS_MAX_INPUTS, field="input", what="inputs")
         problems = [
             f"input {i}: {'expected a string' if not isinstance(t, str) else 'must not be empty'}"
             for i, t in enumerate(texts)
