@@ -49,6 +49,8 @@ class Totals:
     predictions: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost: float = 0.0
+    unpriced_tokens: int = 0
     histogram: list[int] = field(default_factory=lambda: [0] * BINS)
 
     METRICS = (
@@ -60,23 +62,15 @@ class Totals:
         "predictions",
         "prompt_tokens",
         "completion_tokens",
+        "cost",
+        "unpriced_tokens",
     )
+    FLOATS = ("latency_sum_ms", "cost")
 
     def add(self, other: Totals) -> None:
         for name in self.METRICS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.histogram = [a + b for a, b in zip(self.histogram, other.histogram, strict=True)]
-
-    @classmethod
-    def from_sums(cls, row: dict[str, Any]) -> Totals:
-        """From a row of SUMs over rollups (None for an empty SUM). PostgreSQL sums bigint columns
-        as numeric, which arrives as Decimal and would be rendered as 14.0: counts are made ints
-        here, once, so every answer built from them says 14."""
-        return cls(
-            **{name: int(row[name] or 0) for name in cls.METRICS if name != "latency_sum_ms"},
-            latency_sum_ms=float(row["latency_sum_ms"] or 0),
-            histogram=[int(row[name] or 0) for name in FIELDS],
-        )
 
 
 def endpoint_label(method: str, endpoint: str) -> str:
@@ -107,6 +101,8 @@ def raw_groups(*, start: datetime, end: datetime, user_id: int | None = None) ->
             predictions=Count("id", filter=Q(rows__gt=0)),
             pt=Sum("prompt_tokens"),
             ct=Sum("completion_tokens"),
+            cost_sum=Sum("cost"),
+            unpriced=Sum("unpriced_tokens"),
         )
         .order_by()
         .iterator(chunk_size=10_000)
@@ -143,6 +139,8 @@ def fold(groups: Iterable[Mapping[str, Any]], *, scopes: str = "all") -> dict[tu
             t.predictions += row["predictions"]
             t.prompt_tokens += row["pt"] or 0
             t.completion_tokens += row["ct"] or 0
+            t.cost += row["cost_sum"] or 0.0
+            t.unpriced_tokens += row["unpriced"] or 0
             t.histogram[row["latency_bin"]] += n
     return totals
 
@@ -163,7 +161,8 @@ SELECT date_trunc('hour', created_at) AS hour, user_id, model, api_key_id, statu
        method || ' ' || coalesce(nullif(endpoint, ''), '-') AS endpoint,
        count(*) AS n, sum(latency_ms) AS latency, sum(rows) AS rows,
        count(*) FILTER (WHERE rows > 0) AS predictions,
-       sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens
+       sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
+       sum(cost) AS cost, sum(unpriced_tokens) AS unpriced_tokens
 FROM analytics_requestlog
 WHERE created_at >= %s AND created_at < %s
 GROUP BY 1, 2, 3, 4, 5, 6, 7
@@ -179,6 +178,8 @@ _ROLLUP_SUMS = ", ".join(
         "sum(predictions)",
         "sum(prompt_tokens)",
         "sum(completion_tokens)",
+        "sum(cost)",
+        "sum(unpriced_tokens)",
         *(f"coalesce(sum(n) FILTER (WHERE latency_bin = {index}), 0)" for index in range(BINS)),
     ]
 )

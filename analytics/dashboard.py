@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -40,6 +41,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     day_starts = [period.start + timedelta(days=i) for i in range(days)]
     labels = [d.strftime("%b %d") for d in day_starts]
     daily = [by_day.get(d) for d in day_starts]
+    currency = settings.LLM_PRICE_CURRENCY
 
     def line(values: list[float | None]) -> list[Point | None]:
         return [None if v is None else Point(label, v) for label, v in zip(labels, values, strict=True)]
@@ -58,6 +60,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         column_chart(
             "Tokens per day", [Point(lbl, p["tokens"] if p else 0) for lbl, p in zip(labels, daily, strict=True)]
         ),
+        column_chart(
+            f"Estimated cost per day ({currency})",
+            [Point(lbl, p["cost"] if p else 0) for lbl, p in zip(labels, daily, strict=True)],
+        ),
         bar_chart("Top users (requests)", [Point(u["username"], u["requests"]) for u in summary["top_users"]]),
         bar_chart(
             "Top API keys (requests)",
@@ -65,6 +71,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                 Point(label, t.requests)
                 for label, t in selectors.usage_top(user=user, period=period, dimension=Dimension.API_KEY)
                 if label != "no key"
+            ],
+        ),
+        bar_chart(
+            f"Top API keys (estimated cost, {currency})",
+            [
+                Point(label, round(t.cost, 6))
+                for label, t in selectors.usage_top(user=user, period=period, dimension=Dimension.API_KEY, by="cost")
+                if label != "no key" and t.cost > 0
             ],
         ),
         bar_chart("Predictions per model", [Point(m["model"], m["predictions"]) for m in summary["by_model"]]),

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 BINS = 60
 RATIO = 1.2
 RELATIVE_ERROR = math.sqrt(RATIO) - 1  # 9.5%
@@ -52,3 +54,25 @@ def percentiles(counts: Sequence[int], qs: Sequence[float]) -> list[float | None
 
 def percentile(counts: Sequence[int], q: float) -> float | None:
     return percentiles(counts, [q])[0]
+
+
+_REPRESENTATIVES = np.array([round(representative_ms(index), 3) for index in range(BINS)])
+
+
+def percentiles_many(histograms: Sequence[Sequence[int]], qs: Sequence[float]) -> list[list[float | None]]:
+    """percentiles() of many histograms at once, the same answers: the usage series asks for
+    three of each of its thousands of points, and a loop over their bins in Python was most of
+    its time. One row per histogram, one value per q."""
+    if not histograms:
+        return []
+    counts = np.asarray(histograms, dtype=np.int64)
+    running = np.cumsum(counts, axis=1)
+    totals = running[:, -1]
+    columns = []
+    for q in qs:
+        ranks = np.maximum(1, np.ceil(q * totals))
+        # the first bin whose running count reaches the rank: the number of bins short of it
+        index = np.minimum((running < ranks[:, None]).sum(axis=1), BINS - 1)
+        columns.append(_REPRESENTATIVES[index].tolist())
+    empty = (totals == 0).tolist()
+    return [[None] * len(qs) if empty[row] else [column[row] for column in columns] for row in range(len(histograms))]

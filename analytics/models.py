@@ -34,6 +34,12 @@ class RequestLog(models.Model):
     rows = models.PositiveIntegerField(default=0, help_text="Rows predicted.")
     prompt_tokens = models.PositiveIntegerField(default=0, help_text="Upstream tokens spent (not for cached answers).")
     completion_tokens = models.PositiveIntegerField(default=0)
+    cost = models.FloatField(
+        default=0, db_default=0, help_text="The tokens' estimated cost at the prices when recorded (project.prices)."
+    )
+    unpriced_tokens = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Tokens of a model the price table has no price for."
+    )
     # analytics.histogram.bin_of(latency_ms), kept so aggregation groups by it instead of computing it.
     latency_bin = models.PositiveSmallIntegerField(default=0)
 
@@ -86,6 +92,8 @@ class UsageRollup(models.Model):
     predictions = models.PositiveIntegerField(default=0)
     prompt_tokens = models.BigIntegerField(default=0)
     completion_tokens = models.BigIntegerField(default=0)
+    cost = models.FloatField(default=0)
+    unpriced_tokens = models.BigIntegerField(default=0)
     # One column per histogram bin, so that one SQL SUM per column adds histograms up.
     for _index in range(BINS):
         locals()[f"h{_index:02d}"] = models.PositiveIntegerField(default=0)

@@ -15,6 +15,7 @@ from analytics.models import RequestLog
 from project import metrics
 from project.context import api_caller, context_of
 from project.http import client_ip
+from project.prices import cost_of
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ def request_log_values(
     api_key_id = auth.pk if isinstance(auth, ApiKey) else None
     auth_method = "api_key" if api_key_id is not None else ("jwt" if auth is not None else "")
     match = django_request.resolver_match
+    cost = cost_of(context.model, context.prompt_tokens, context.completion_tokens)
     return {
         "request_id": context.request_id,
         "created_at": context.started_at,
@@ -92,6 +94,8 @@ def request_log_values(
         "rows": context.rows,
         "prompt_tokens": context.prompt_tokens,
         "completion_tokens": context.completion_tokens,
+        "cost": cost.amount,
+        "unpriced_tokens": cost.unpriced_tokens,
     }
 
 

@@ -8,7 +8,22 @@ from typing import Any
 
 from rest_framework.renderers import BaseRenderer
 
-COLUMNS = ["bucket", "group", "requests", "errors", "p50_ms", "p95_ms", "p99_ms", "rows", "predictions", "tokens"]
+COLUMNS = [
+    "bucket",
+    "group",
+    "requests",
+    "errors",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "rows",
+    "predictions",
+    "tokens",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost",
+    "unpriced_tokens",
+]
 
 
 # A cell starting with one of these is a formula to a spreadsheet ("=HYPERLINK(...)" in a key's

@@ -59,6 +59,8 @@ class PeriodSerializer(serializers.Serializer):
             raise serializers.ValidationError({"end": ["Too early for the default period; give a start too."]})
         else:
             start = _floor_day(end - self.default_span_for(attrs))
+            if attrs.get("interval") == "month":
+                start = start.replace(day=1)
         if start > end:  # equal is an empty period (or, within an hour, that hour)
             raise serializers.ValidationError({"start": ["Must not be after end."]})
         if end - start > timedelta(days=settings.ANALYTICS_MAX_DAYS):
@@ -73,16 +75,21 @@ class PeriodSerializer(serializers.Serializer):
 
 class UsageParamsSerializer(PeriodSerializer):
     interval = QueryChoiceField(
-        choices=["hour", "day"],
+        choices=["hour", "day", "month"],
         default="day",
-        help_text="Hourly buckets cover at most ANALYTICS_MAX_HOURLY_DAYS (14 by default).",
+        help_text="Hourly buckets cover at most ANALYTICS_MAX_HOURLY_DAYS (14 by default); months are calendar "
+        "months (UTC), and by default the period is the last twelve of them.",
     )
     group_by = QueryChoiceField(choices=GROUPS, required=False)
     # DRF's own: read before the view (an unknown format is a 404); here so that `?format=` is a 400.
     format = QueryChoiceField(choices=["json", "csv"], required=False, help_text="csv: the series as CSV.")
 
     def default_span_for(self, attrs: dict[str, Any]) -> timedelta:
-        return timedelta(days=1) if attrs.get("interval") == "hour" else self.default_span
+        if attrs.get("interval") == "hour":
+            return timedelta(days=1)
+        if attrs.get("interval") == "month":
+            return timedelta(days=335)  # from the first of the month, eleven months back: twelve months
+        return self.default_span
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs = super().validate(attrs)
@@ -108,6 +115,12 @@ class TokensSerializer(serializers.Serializer):
     total = serializers.IntegerField()
 
 
+class CostSerializer(serializers.Serializer):
+    amount = serializers.FloatField(help_text="Estimated, at the price table's prices when each call was recorded.")
+    currency = serializers.CharField()
+    unpriced_tokens = serializers.IntegerField(help_text="Tokens of models the price table has no price for.")
+
+
 class EndpointUsageSerializer(serializers.Serializer):
     endpoint = serializers.CharField()
     requests = serializers.IntegerField()
@@ -123,6 +136,8 @@ class ModelUsageSerializer(serializers.Serializer):
     rows = serializers.IntegerField()
     errors = serializers.IntegerField()  # type: ignore[assignment]  # a field, not Serializer.errors
     p95_ms = serializers.FloatField(allow_null=True)
+    tokens = serializers.IntegerField()
+    cost = serializers.FloatField()
 
 
 class UserUsageSerializer(serializers.Serializer):
@@ -131,6 +146,7 @@ class UserUsageSerializer(serializers.Serializer):
     requests = serializers.IntegerField()
     errors = serializers.IntegerField()  # type: ignore[assignment]  # a field, not Serializer.errors
     tokens = serializers.IntegerField()
+    cost = serializers.FloatField()
 
 
 class SummarySerializer(serializers.Serializer):
@@ -144,6 +160,7 @@ class SummarySerializer(serializers.Serializer):
     predictions = serializers.IntegerField()
     rows = serializers.IntegerField()
     tokens = TokensSerializer()
+    cost = CostSerializer()
     by_endpoint = EndpointUsageSerializer(many=True)
     by_model = ModelUsageSerializer(many=True)
     top_users = UserUsageSerializer(many=True)
@@ -161,10 +178,15 @@ class SeriesPointSerializer(serializers.Serializer):
     rows = serializers.IntegerField()
     predictions = serializers.IntegerField()
     tokens = serializers.IntegerField()
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    cost = serializers.FloatField(help_text="Estimated cost of the tokens, in LLM_PRICE_CURRENCY.")
+    unpriced_tokens = serializers.IntegerField(help_text="Tokens of models the price table has no price for.")
 
 
 class UsageSeriesSerializer(serializers.Serializer):
     interval = serializers.CharField()
+    currency = serializers.CharField(help_text="The currency of every point's cost.")
     group_by = serializers.CharField(allow_null=True)
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -34,7 +35,7 @@ class UsageView(APIView):
     renderer_classes = [JSONRenderer, UsageCSVRenderer]
 
     @extend_schema(
-        summary="Usage over time, by hour or day, optionally grouped (?format=csv for CSV)",
+        summary="Usage, tokens and cost over time, by hour, day or month, optionally grouped (?format=csv for CSV)",
         parameters=[UsageParamsSerializer],
         responses={200: UsageSeriesSerializer, **ERROR_RESPONSES},
     )
@@ -48,6 +49,7 @@ class UsageView(APIView):
         )
         body = {
             "interval": data["interval"],
+            "currency": settings.LLM_PRICE_CURRENCY,
             "group_by": data.get("group_by"),
             "start": period.start,
             "end": period.end,

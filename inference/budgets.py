@@ -78,8 +78,9 @@ def completion_token_bound(params: dict[str, Any]) -> int:
     return limit * (params.get("n") or 1)
 
 
-# The routes whose tokens a budget counts (their request-log rows seed a counter Redis lost).
-BUDGETED_ENDPOINTS = ("v1:generation-list", "openai:chat-completions", "openai:embeddings")
+# The routes whose tokens a budget counts (their request-log rows seed a counter Redis lost);
+# sentiment spends tokens with the openai backend.
+BUDGETED_ENDPOINTS = ("v1:generation-list", "openai:chat-completions", "openai:embeddings", "v1:sentiment-list")
 
 
 class BudgetExceeded(AppError):

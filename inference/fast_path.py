@@ -600,6 +600,8 @@ _LOG_COLUMNS = {
     "rows": "integer",
     "prompt_tokens": "integer",
     "completion_tokens": "integer",
+    "cost": "double precision",
+    "unpriced_tokens": "integer",
 }
 
 

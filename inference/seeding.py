@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
@@ -24,6 +25,7 @@ from analytics.histogram import BINS, RATIO
 from analytics.models import RequestLog
 from inference.models import ModelVersion, Prediction
 from inference.training import demo_models_train
+from project.prices import price_of
 
 # (method, endpoint, path, share of traffic, median latency ms, model, token use)
 ENDPOINTS = [
@@ -40,6 +42,7 @@ ENDPOINTS = [
 STATUSES = {"POST": (201, 0.93), "GET": (200, 0.95)}
 ERRORS = [(400, 0.40), (401, 0.20), (404, 0.12), (429, 0.15), (500, 0.03), (502, 0.06), (504, 0.04)]
 USERS, KEYS_PER_USER = 20, 2
+LLM_MODEL = "gpt-4o-mini"  # the model the generation routes' rows name, priced by the price table
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,7 @@ def _chunk(rng: np.random.Generator, n: int, start: datetime, seconds: float, ac
 _LOG_COLUMNS = (
     "request_id, created_at, method, path, endpoint, status, error_code, latency_ms, latency_bin, user_id, "
     "auth_method, api_key_id, client_ip, user_agent, request_bytes, response_bytes, model, rows, "
-    "prompt_tokens, completion_tokens"
+    "prompt_tokens, completion_tokens, cost, unpriced_tokens"
 )
 _PREDICTION_COLUMNS = (
     "user_id, model_version_id, model_name, version, n_rows, outputs, outputs_head, latency_ms, created_at"
@@ -173,7 +176,14 @@ def _lines(data: dict[str, np.ndarray], chunk_start: datetime, versions: dict[st
     methods, paths, names, models = (np.array([e[i] for e in ENDPOINTS]) for i in (0, 2, 1, 5))
     status = data["status"]
     anonymous, key, user = data["anonymous"], data["key"], data["user"]
-    model = np.where(data["is_prediction"], models[pick], "")
+    spent = data["prompt_tokens"] + data["completion_tokens"]
+    model = np.where(data["is_prediction"], models[pick], np.where(spent > 0, LLM_MODEL, ""))
+    price = price_of(LLM_MODEL, settings.LLM_PRICES)
+    if price is None:
+        cost, unpriced = np.zeros(n), spent
+    else:
+        cost = (data["prompt_tokens"] * price.prompt + data["completion_tokens"] * price.completion) / 1_000_000
+        unpriced = np.zeros(n, dtype=np.int64)
     log_columns = [
         ids,
         created,
@@ -195,6 +205,8 @@ def _lines(data: dict[str, np.ndarray], chunk_start: datetime, versions: dict[st
         data["rows"].astype(str),
         data["prompt_tokens"].astype(str),
         data["completion_tokens"].astype(str),
+        cost.astype(str),
+        unpriced.astype(str),
     ]
     logs = "".join("\t".join(row) + "\n" for row in zip(*log_columns, strict=True))
     mask = data["is_prediction"]
@@ -253,6 +265,8 @@ def _bulk(data: dict[str, np.ndarray], chunk_start: datetime, versions: dict[str
                 rows=int(f[17]),
                 prompt_tokens=int(f[18]),
                 completion_tokens=int(f[19]),
+                cost=float(f[20]),
+                unpriced_tokens=int(f[21]),
             )
         )
     for line in prediction_text.splitlines():

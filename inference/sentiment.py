@@ -16,8 +16,9 @@ from typing import Any
 
 from django.conf import settings
 
-from inference import llm
+from inference import budgets, llm
 from project.errors import AppError, BackendNotConfigured, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from project.json import dumps
 
 logger = logging.getLogger(__name__)
 
@@ -167,61 +168,166 @@ def analyse_local(texts: list[str]) -> SentimentBatch:
 
 # --- openai ---------------------------------------------------------------------------
 
+# One upstream request answers a whole batch: the texts go as one JSON array (JSON's escaping
+# keeps one text from posing as two), and each text's result is checked on its own.
 _SYSTEM_PROMPT = (
-    "You classify the sentiment of the user's text. Answer with a JSON object only, of the form "
-    '{"sentiment": "positive" | "negative" | "neutral", "scores": {"positive": p, "negative": n, '
-    '"neutral": u}} where p, n and u are probabilities between 0 and 1 that sum to 1.'
+    'You classify the sentiment of each text in the user\'s JSON message, {"texts": [...]}. Answer with '
+    'a JSON object only, of the form {"results": [{"index": i, "sentiment": "positive" | "negative" | '
+    '"neutral", "scores": {"positive": p, "negative": n, "neutral": u}}, ...]}, with one result for every '
+    "text, in order, where i is the text's position in the array (from 0) and p, n and u are "
+    "probabilities between 0 and 1 that sum to 1."
 )
+REPLY_TOKENS_PER_TEXT = 100  # the most one text's result may take of the reply (about 40 in practice)
+REPLY_TOKENS_OVERHEAD = 20  # the reply's {"results": [...]}
 
 
-def _parse_reply(content: str | None) -> SentimentResult:
-    """Validate the model's JSON; anything else is the upstream's failure (502), not an answer."""
+def _texts_message(texts: list[str]) -> str:
+    return dumps({"texts": texts}).decode()
+
+
+def _request(texts: list[str]) -> dict[str, Any]:
+    """The chat-completion parameters that ask for the sentiment of `texts` in one call."""
+    return {
+        "model": settings.SENTIMENT_OPENAI_MODEL,
+        "messages": [
+            {"role": "system", "content": _SYSTEM_PROMPT},
+            {"role": "user", "content": _texts_message(texts)},
+        ],
+        "response_format": {"type": "json_object"},
+        "temperature": 0,
+        "max_tokens": REPLY_TOKENS_OVERHEAD + REPLY_TOKENS_PER_TEXT * len(texts),
+    }
+
+
+def plan_requests(texts: list[str]) -> list[list[int]]:
+    """The texts (by index) each upstream request carries: all of them in one request when the
+    model's limits allow, else as few requests as fit. A request fits when its reply's bound is
+    within SENTIMENT_OPENAI_MAX_OUTPUT_TOKENS and its prompt's bound (budgets.prompt_token_bound:
+    UTF-8 bytes, never fewer than the tokens) plus that reply is within
+    SENTIMENT_OPENAI_CONTEXT_TOKENS. A text too long to fit even alone goes alone: the upstream,
+    which can count its real tokens, decides."""
+    context, output = settings.SENTIMENT_OPENAI_CONTEXT_TOKENS, settings.SENTIMENT_OPENAI_MAX_OUTPUT_TOKENS
+    base = budgets.prompt_token_bound(_request([]))
+    groups: list[list[int]] = []
+    current: list[int] = []
+    prompt = base
+    for index, text in enumerate(texts):
+        cost = budgets.token_bound(_texts_message([text])) - budgets.token_bound(_texts_message([])) + 1
+        reply = REPLY_TOKENS_OVERHEAD + REPLY_TOKENS_PER_TEXT * (len(current) + 1)
+        if current and (reply > output or prompt + cost + reply > context):
+            groups.append(current)
+            current, prompt = [], base
+        current.append(index)
+        prompt += cost
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _scores_of(item: Any) -> SentimentResult | str:
+    """One text's result, validated; or why it is not one."""
+    if not isinstance(item, dict):
+        return "not an object"
+    label, raw = item.get("sentiment"), item.get("scores")
+    if label not in LABELS:
+        return "no valid label"
+    if not isinstance(raw, dict):
+        return "no scores"
     try:
-        reply = json.loads(content or "")
-        label = reply["sentiment"]
-        raw = reply["scores"]
         scores = {name: float(raw[name]) for name in LABELS}
-    except (ValueError, TypeError, KeyError) as exc:
-        raise UpstreamError("The upstream model's sentiment reply was not the JSON asked for.") from exc
-    valid = label in LABELS and all(math.isfinite(v) and 0 <= v <= 1 for v in scores.values())
+    except (KeyError, TypeError, ValueError):
+        return "scores missing or not numbers"
     total = sum(scores.values())
-    if not valid or not 0.9 <= total <= 1.1:
-        raise UpstreamError("The upstream model's sentiment reply had invalid labels or scores.")
+    if not all(math.isfinite(v) and 0 <= v <= 1 for v in scores.values()) or not 0.9 <= total <= 1.1:
+        return "scores out of range"
     scores = {name: value / total for name, value in scores.items()}
     return SentimentResult(sentiment=label, confidence=round(scores[label], 4), scores=scores, backend="openai")
 
 
-def analyse_openai(texts: list[str]) -> SentimentBatch:
-    model = settings.SENTIMENT_OPENAI_MODEL
-    results, prompt_tokens, completion_tokens = [], 0, 0
-    for text in texts:
-        completion = llm.chat_create(
-            model=model,
-            messages=[{"role": "system", "content": _SYSTEM_PROMPT}, {"role": "user", "content": text}],
-            response_format={"type": "json_object"},
-            temperature=0,
-            max_tokens=100,
-        )
-        results.append(_parse_reply(completion.choices[0].message.content))
-        usage = llm.usage_of(completion.usage)
-        prompt_tokens += usage.prompt_tokens
-        completion_tokens += usage.completion_tokens
+def _parse_reply(content: str | None, n_texts: int) -> dict[int, SentimentResult]:
+    """The valid results of a reply, by the index of their text. A reply that is not the JSON
+    object asked for is the upstream's failure (502); a text whose result is missing, duplicated
+    or invalid is left out, so that it can be asked for again."""
+    try:
+        reply = json.loads(content or "")
+    except ValueError as exc:
+        raise UpstreamError("The upstream model's sentiment reply was not the JSON asked for.") from exc
+    items = reply.get("results") if isinstance(reply, dict) else None
+    if not isinstance(items, list):
+        raise UpstreamError("The upstream model's sentiment reply was not the JSON asked for.")
+    found: dict[int, SentimentResult] = {}
+    seen: set[int] = set()
+    for position, item in enumerate(items):
+        index = item.get("index", position) if isinstance(item, dict) else position
+        if type(index) is not int or not 0 <= index < n_texts or index in seen:
+            continue
+        seen.add(index)
+        result = _scores_of(item)
+        if isinstance(result, SentimentResult):
+            found[index] = result
+        else:
+            logger.warning("sentiment upstream: the result for text %d was invalid (%s)", index, result)
+    return found
+
+
+def _ask(texts: list[str], api_key: Any) -> tuple[dict[int, SentimentResult], llm.Usage]:
+    """One upstream request for `texts`, within the caller's key's token limits (its worst case
+    reserved, then settled to what the upstream says it used): the valid results by index, and
+    what it cost."""
+    params = _request(texts)
+    reservation = budgets.reserve_for(api_key, params)
+    try:
+        completion = llm.chat_create(**params)
+    except BaseException:
+        budgets.release(reservation)
+        raise
+    usage = llm.usage_of(completion.usage)
+    # Answered, so spent, whether or not the reply is usable.
+    budgets.settle(reservation, used=usage.total_tokens)
+    return _parse_reply(completion.choices[0].message.content, len(texts)), usage
+
+
+def analyse_openai(texts: list[str], *, api_key: Any = None) -> SentimentBatch:
+    """Every text's sentiment in as few upstream requests as the model's limits allow (one, for
+    any batch this service accepts with the default limits). Texts the reply gave no valid result
+    for are asked for again, once, together; still without one, the call is the upstream's
+    failure (502) naming them. Each request is held against `api_key`'s token limits (a key
+    without limits, or None, has none)."""
+    results: dict[int, SentimentResult] = {}
+    prompt_tokens = completion_tokens = 0
+    pending = list(range(len(texts)))
+    for _attempt in range(2):
+        subset = [texts[i] for i in pending]
+        for group in plan_requests(subset):
+            found, usage = _ask([subset[i] for i in group], api_key)
+            prompt_tokens += usage.prompt_tokens
+            completion_tokens += usage.completion_tokens
+            results.update({pending[group[i]]: result for i, result in found.items()})
+        pending = [i for i in range(len(texts)) if i not in results]
+        if not pending:
+            break
+    if pending:
+        named = ", ".join(str(i) for i in pending[:10])
+        raise UpstreamError(f"The upstream model gave no valid sentiment for text {named}, asked twice.")
     return SentimentBatch(
-        results=results, backend="openai", model=model, usage=llm.Usage(prompt_tokens, completion_tokens)
+        results=[results[i] for i in range(len(texts))],
+        backend="openai",
+        model=settings.SENTIMENT_OPENAI_MODEL,
+        usage=llm.Usage(prompt_tokens, completion_tokens),
     )
 
 
 # --- choosing -------------------------------------------------------------------------
 
 
-def analyse(texts: list[str], *, backend: str) -> SentimentBatch:
+def analyse(texts: list[str], *, backend: str, api_key: Any = None) -> SentimentBatch:
     if backend == "local":
         return analyse_local(texts)
     if backend == "openai":
-        return analyse_openai(texts)
+        return analyse_openai(texts, api_key=api_key)
     if backend == "hybrid":
         try:
-            return analyse_openai(texts)
+            return analyse_openai(texts, api_key=api_key)
         except (UpstreamError, UpstreamTimeout, UpstreamUnavailable, BackendNotConfigured) as exc:
             logger.warning("sentiment upstream failed (%s); answering with the local backend", exc.code)
             return analyse_local(texts)

@@ -35,8 +35,11 @@ def _elapsed_ms(started: float) -> float:
 # --- sentiment --------------------------------------------------------------------------
 
 
-def sentiment_create(*, user: User, texts: list[str]) -> tuple[SentimentCall, list[dict[str, Any]]]:
+def sentiment_create(
+    *, user: User, texts: list[str], api_key: Any = None
+) -> tuple[SentimentCall, list[dict[str, Any]]]:
     """Analyse texts with the configured backend; answers for identical texts come from the cache.
+    Upstream calls are held against `api_key`'s token limits (inference.budgets).
 
     Returns the stored call and one result per text (each with its own `cached` flag).
     """
@@ -52,7 +55,7 @@ def sentiment_create(*, user: User, texts: list[str]) -> tuple[SentimentCall, li
     if missing:
         if backend != "local":
             release_connection()
-        batch = sentiment.analyse([texts[i] for i in missing], backend=backend)
+        batch = sentiment.analyse([texts[i] for i in missing], backend=backend, api_key=api_key)
         batch_backend, usage = batch.backend, batch.usage
         fresh = {}
         for index, result in zip(missing, batch.results, strict=True):

@@ -142,8 +142,16 @@ class SentimentViewSet(viewsets.GenericViewSet):
         params.is_valid(raise_exception=True)
         data = params.validated_data
         texts = data["texts"] if "texts" in data else [data["text"]]
-        call, results = text_services.sentiment_create(user=authenticated_user(request), texts=texts)
-        note_usage(request, prompt_tokens=call.prompt_tokens, completion_tokens=call.completion_tokens)
+        call, results = text_services.sentiment_create(
+            user=authenticated_user(request), texts=texts, api_key=request.auth
+        )
+        spent = call.prompt_tokens + call.completion_tokens
+        note_usage(
+            request,
+            model=call.model if spent else "",
+            prompt_tokens=call.prompt_tokens,
+            completion_tokens=call.completion_tokens,
+        )
         body = {"id": call.pk, "results": results} if "texts" in data else {"id": call.pk, **results[0]}
         return Response(body, status=status.HTTP_201_CREATED)
 

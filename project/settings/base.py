@@ -13,6 +13,7 @@ import environ
 
 from project.dotenv import read_dotenv
 from project.logs import logging_config
+from project.prices import price_table
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -207,6 +208,10 @@ SENTIMENT_BACKEND = env.str("SENTIMENT_BACKEND", default="local")
 SENTIMENT_OPENAI_MODEL = env.str("SENTIMENT_OPENAI_MODEL", default=OPENAI_MODEL)
 SENTIMENT_MAX_CHARS = env.int("SENTIMENT_MAX_CHARS", default=5000)
 SENTIMENT_MAX_TEXTS = env.int("SENTIMENT_MAX_TEXTS", default=100)
+# The sentiment model's limits (gpt-4o-mini's by default): a batch goes upstream in one request
+# when its bound fits them, else in as few as do.
+SENTIMENT_OPENAI_CONTEXT_TOKENS = env.int("SENTIMENT_OPENAI_CONTEXT_TOKENS", default=128_000)
+SENTIMENT_OPENAI_MAX_OUTPUT_TOKENS = env.int("SENTIMENT_OPENAI_MAX_OUTPUT_TOKENS", default=16_384)
 # The most words (after each emoji is read as its description) VADER reads of one text; the rest
 # is not scored. Bounds a text's CPU whatever it holds (README: "What a sentiment call costs").
 SENTIMENT_MAX_WORDS = env.int("SENTIMENT_MAX_WORDS", default=1000)
@@ -226,6 +231,10 @@ MODELS_CACHE_SECONDS = env.int("MODELS_CACHE_SECONDS", default=60)
 STORE_TEXTS = env.bool("STORE_TEXTS", default=True)
 
 # --- Analytics ------------------------------------------------------------------------
+# Estimated cost of upstream tokens: per 1M prompt and completion tokens, over the table in
+# project/prices.py (JSON, e.g. '{"my-model": {"prompt": 0.1, "completion": 0.2}}'; null removes one).
+LLM_PRICES = price_table(env.str("LLM_PRICES", default=""))
+LLM_PRICE_CURRENCY = env.str("LLM_PRICE_CURRENCY", default="USD")
 ANALYTICS_MAX_DAYS = env.int("ANALYTICS_MAX_DAYS", default=400)  # the longest period one query may cover
 ANALYTICS_MAX_HOURLY_DAYS = env.int("ANALYTICS_MAX_HOURLY_DAYS", default=14)  # longest period in hourly buckets
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncDay
 from django.utils import timezone
 
@@ -19,7 +19,7 @@ from analytics.aggregation import endpoint_label, usage_aggregate
 from analytics.histogram import RELATIVE_ERROR
 from analytics.models import AggregationState, RequestLog, UsageRollup
 from analytics.selectors import Period
-from inference.seeding import usage_seed
+from inference.seeding import LLM_MODEL, usage_seed
 
 SUMMARY = "/api/v1/analytics/summary/"
 USAGE = "/api/v1/analytics/usage/"
@@ -85,9 +85,18 @@ def test_breakdowns_agree_with_direct_counts(client_for, staff, seeded):
     models = dict(
         RequestLog.objects.filter(rows__gt=0).values("model").annotate(n=Count("id")).values_list("model", "n")
     )
+    spent = (
+        RequestLog.objects.exclude(model="")
+        .values("model")
+        .annotate(t=Sum(F("prompt_tokens") + F("completion_tokens")), c=Sum("cost"))
+    )
     body = client_for(staff).get(SUMMARY, seeded).json()
     assert {item["endpoint"]: item["requests"] for item in body["by_endpoint"]} == truth
-    assert {item["model"]: item["predictions"] for item in body["by_model"]} == models
+    # the generation routes' rows name their model too, and make no predictions
+    assert {item["model"]: item["predictions"] for item in body["by_model"]} == {**models, LLM_MODEL: 0}
+    for item in body["by_model"]:
+        expected = next(row for row in spent if row["model"] == item["model"])
+        assert item["tokens"] == expected["t"] and item["cost"] == pytest.approx(expected["c"], abs=1e-6)
     top = body["top_users"]
     assert [u["requests"] for u in top] == sorted((u["requests"] for u in top), reverse=True)
     heaviest = RequestLog.objects.exclude(user=None).values("user__username").annotate(n=Count("id")).order_by("-n")[0]
@@ -205,7 +214,7 @@ def test_csv(client_for, staff, seeded):
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
-    assert {row["group"] for row in rows} == {"iris", "diabetes"}
+    assert {row["group"] for row in rows} == {"iris", "diabetes", LLM_MODEL}
     assert sum(int(row["requests"]) for row in rows) == RequestLog.objects.exclude(model="").count()
 
 

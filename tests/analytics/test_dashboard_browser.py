@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db.models import Sum
 
 from analytics.aggregation import usage_aggregate
+from analytics.models import RequestLog
 from inference.seeding import usage_seed
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -67,8 +69,10 @@ def test_the_dashboard_draws_every_chart_with_data(browser, live_server, committ
         "Error rate per day (4xx and 5xx)",
         "p95 latency per day",
         "Tokens per day",
+        "Estimated cost per day (USD)",
         "Top users (requests)",
         "Top API keys (requests)",
+        "Top API keys (estimated cost, USD)",
         "Predictions per model",
     ]
     for chart in charts:
@@ -84,6 +88,12 @@ def test_the_dashboard_draws_every_chart_with_data(browser, live_server, committ
     total = int(browser.find_element(By.ID, "total-requests").text)
     assert sum(int(float(bar.get_attribute("data-value"))) for bar in requests_per_day) == total
     assert total >= 3000
+    # the cost the generation rows were recorded with, day by day and in all
+    cost_per_day = charts[4].find_elements(By.CSS_SELECTOR, ".bar")
+    recorded = RequestLog.objects.aggregate(cost=Sum("cost"))["cost"]
+    assert recorded > 0
+    assert sum(float(bar.get_attribute("data-value")) for bar in cost_per_day) == pytest.approx(recorded, abs=1e-6)
+    assert browser.find_element(By.ID, "total-cost").text == f"{recorded:.2f} USD"
 
     screenshot = tmp_path / "dashboard.png"
     assert browser.save_screenshot(str(screenshot))

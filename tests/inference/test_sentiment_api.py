@@ -1,8 +1,13 @@
 """POST /api/v1/sentiment/: the local backend offline, OpenAI through the real SDK against a
 local server, the hybrid fallback, the cache, and what is recorded."""
 
+import json
+
 import pytest
 
+from accounts.services import api_key_create, api_key_limits_set
+from analytics.models import RequestLog
+from inference import budgets, sentiment
 from inference.models import SentimentCall
 
 SENTIMENT = "/api/v1/sentiment/"
@@ -184,3 +189,115 @@ def test_hybrid_fallback_answers_are_not_cached_as_openai_answers(client_for, al
     fake_openai.mode = "ok"
     again = analyse(client, {"text": "I love it"}).json()
     assert (again["backend"], again["cached"]) == ("openai", False)
+
+
+# --- openai batches: one upstream request, validated per text ------------------------
+
+BATCH = ["I love this great phone", "I hate this broken phone", "It is a phone", "Good and happy", "Awful"]
+EXPECTED = ["positive", "negative", "neutral", "positive", "negative"]
+
+
+def _sent_texts(call) -> list[str]:
+    return json.loads(call["body"]["messages"][-1]["content"])["texts"]
+
+
+def test_an_openai_batch_is_one_upstream_request_validated_per_text(client_for, alice, openai_sentiment):
+    response = analyse(client_for(alice), {"texts": BATCH})
+    assert response.status_code == 201
+    results = response.json()["results"]
+    assert [r["sentiment"] for r in results] == EXPECTED
+    assert all(r["backend"] == "openai" and r["cached"] is False for r in results)
+    (call,) = openai_sentiment.completion_calls()
+    assert _sent_texts(call) == BATCH
+    assert call["body"]["max_tokens"] == sentiment.REPLY_TOKENS_OVERHEAD + sentiment.REPLY_TOKENS_PER_TEXT * 5
+    recorded = SentimentCall.objects.get(pk=response.json()["id"])
+    assert recorded.prompt_tokens > 0 and recorded.completion_tokens > 0
+    log = RequestLog.objects.get(endpoint="v1:sentiment-list")
+    assert (log.model, log.prompt_tokens, log.completion_tokens) == (
+        "fake-gpt",
+        recorded.prompt_tokens,
+        recorded.completion_tokens,
+    )
+
+
+def test_only_the_texts_the_cache_lacks_go_upstream(client_for, alice, openai_sentiment):
+    client = client_for(alice)
+    analyse(client, {"texts": BATCH[:2]})
+    results = analyse(client, {"texts": BATCH}).json()["results"]
+    assert [r["cached"] for r in results] == [True, True, False, False, False]
+    assert [r["sentiment"] for r in results] == EXPECTED
+    first, second = openai_sentiment.completion_calls()
+    assert (_sent_texts(first), _sent_texts(second)) == (BATCH[:2], BATCH[2:])
+
+
+def test_a_batch_beyond_the_models_reply_limit_goes_in_as_few_requests_as_fit(
+    client_for, alice, openai_sentiment, settings
+):
+    # room in the reply for the results of three texts
+    settings.SENTIMENT_OPENAI_MAX_OUTPUT_TOKENS = sentiment.REPLY_TOKENS_OVERHEAD + 3 * sentiment.REPLY_TOKENS_PER_TEXT
+    texts = [f"{word} text number {i}" for i, word in enumerate(["good", "bad", "fine"] * 3)][:7]
+    results = analyse(client_for(alice), {"texts": texts}).json()["results"]
+    assert [r["sentiment"] for r in results] == ["positive", "negative", "neutral"] * 2 + ["positive"]
+    calls = openai_sentiment.completion_calls()
+    assert [_sent_texts(c) for c in calls] == [texts[0:3], texts[3:6], texts[6:7]]
+    assert all(c["body"]["max_tokens"] <= settings.SENTIMENT_OPENAI_MAX_OUTPUT_TOKENS for c in calls)
+
+
+def test_a_batch_beyond_the_models_context_is_split_by_its_prompts_bound(client_for, alice, openai_sentiment, settings):
+    long_texts = ["good " * 400, "bad. " * 400, "fine " * 400]  # 2,000 bytes each
+    one = budgets.prompt_token_bound(sentiment._request(long_texts[:1]))
+    # one text and its reply fit, two do not
+    settings.SENTIMENT_OPENAI_CONTEXT_TOKENS = one + sentiment.REPLY_TOKENS_PER_TEXT + 1500
+    results = analyse(client_for(alice), {"texts": long_texts}).json()["results"]
+    assert [r["sentiment"] for r in results] == ["positive", "negative", "neutral"]
+    calls = openai_sentiment.completion_calls()
+    assert [len(_sent_texts(c)) for c in calls] == [1, 1, 1]
+    for call in calls:
+        body = call["body"]
+        assert budgets.prompt_token_bound(body) + body["max_tokens"] <= settings.SENTIMENT_OPENAI_CONTEXT_TOKENS
+
+
+@pytest.mark.parametrize("fault", ["drop-last", "bad-last", "duplicate-first"])
+def test_a_text_without_a_valid_result_is_asked_for_again(client_for, alice, openai_sentiment, fault):
+    openai_sentiment.sentiment_fault, openai_sentiment.sentiment_faults = fault, 1
+    response = analyse(client_for(alice), {"texts": BATCH})
+    assert response.status_code == 201
+    assert [r["sentiment"] for r in response.json()["results"]] == EXPECTED
+    first, second = openai_sentiment.completion_calls()
+    assert (_sent_texts(first), _sent_texts(second)) == (BATCH, BATCH[-1:])
+    recorded = SentimentCall.objects.get()
+    # both requests were spent, and are counted
+    assert recorded.prompt_tokens == sum(
+        len(str(m["content"]).split()) for c in (first, second) for m in c["body"]["messages"]
+    )
+
+
+def test_a_text_still_without_a_result_is_502_naming_it_and_nothing_is_stored(client_for, alice, openai_sentiment):
+    openai_sentiment.sentiment_fault, openai_sentiment.sentiment_faults = "bad-last", 2
+    response = analyse(client_for(alice), {"texts": BATCH})
+    assert response.status_code == 502
+    error = response.json()["error"]
+    assert error["code"] == "upstream_error" and "text 4" in error["message"]
+    assert SentimentCall.objects.count() == 0
+    assert len(openai_sentiment.completion_calls()) == 2
+
+
+def test_a_keys_token_budget_holds_sentiment_upstream_calls_too(client_for, alice, openai_sentiment, staff):
+    key = api_key_create(
+        user=alice, name="budgeted", created_by=None, token_budget_tokens=100_000, token_budget_period="day"
+    )
+    client = client_for(None)
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {key.key}"}
+    response = client.post(SENTIMENT, {"texts": BATCH}, format="json", **auth)
+    assert response.status_code == 201
+    call = SentimentCall.objects.get()
+    spend = client_for(staff).get(f"/api/v1/api-keys/{key.api_key.pk}/").json()["spend"]
+    assert spend["used"] == call.prompt_tokens + call.completion_tokens > 0
+    # a batch whose worst case is more than what is left is refused before the upstream is asked
+    texts = [f"new text {i}" for i in range(5)]
+    request = sentiment._request(texts)
+    worst = budgets.prompt_token_bound(request) + request["max_tokens"]
+    api_key_limits_set(api_key=key.api_key, token_budget_tokens=spend["used"] + worst - 1)
+    refused = client.post(SENTIMENT, {"texts": texts}, format="json", **auth)
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "budget_exceeded"
+    assert len(openai_sentiment.completion_calls()) == 1

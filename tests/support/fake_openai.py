@@ -27,14 +27,45 @@ def _words(text: str) -> list[str]:
     return [w.strip(".,!?").lower() for w in text.split()]
 
 
-def _sentiment_json(text: str) -> str:
+def _sentiment_of(text: str) -> dict[str, Any]:
     words = _words(text)
     pos = sum(w in POSITIVE for w in words)
     neg = sum(w in NEGATIVE for w in words)
     total = pos + neg + 1
     scores = {"positive": pos / total, "negative": neg / total, "neutral": 1 / total}
     label = max(scores, key=scores.get)
-    return json.dumps({"sentiment": label, "scores": scores})
+    return {"sentiment": label, "scores": scores}
+
+
+def _batched_texts(content: str) -> list[str] | None:
+    """The texts of the service's batched sentiment message ({"texts": [...]}), else None."""
+    try:
+        message = json.loads(content)
+    except ValueError:
+        return None
+    texts = message.get("texts") if isinstance(message, dict) else None
+    return [str(t) for t in texts] if isinstance(texts, list) else None
+
+
+def _sentiment_json(server: FakeOpenAI, text: str) -> str:
+    """A sentiment reply: for a batch, one result per text, with `server.sentiment_fault` applied
+    to the next `server.sentiment_faults` batches: "drop-last" leaves the last text's result out,
+    "bad-last" gives it scores summing to 3, "duplicate-first" answers the first text twice in
+    place of the last."""
+    texts = _batched_texts(text)
+    if texts is None:
+        return json.dumps(_sentiment_of(text))
+    results = [{"index": i, **_sentiment_of(t)} for i, t in enumerate(texts)]
+    with server.lock:
+        fault = server.sentiment_fault if server.sentiment_faults > 0 else None
+        server.sentiment_faults -= fault is not None
+    if fault == "drop-last":
+        results.pop()
+    elif fault == "bad-last":
+        results[-1]["scores"] = {"positive": 1.0, "negative": 1.0, "neutral": 1.0}
+    elif fault == "duplicate-first":
+        results[-1] = {**results[0]}
+    return json.dumps({"results": results})
 
 
 class FakeOpenAI(ThreadingHTTPServer):
@@ -50,6 +81,8 @@ class FakeOpenAI(ThreadingHTTPServer):
         # worst case is exactly what it uses: budget tests can then say exactly how many calls fit.
         self.usage_as_estimated = False
         self.stream_usage = True  # False: a stream never reports usage, even when asked
+        self.sentiment_fault = ""  # see _sentiment_json
+        self.sentiment_faults = 0
         self.in_flight = self.most_in_flight = 0  # requests being answered at once, and the most seen
         self.lock = threading.Lock()
 
@@ -165,7 +198,7 @@ class _Handler(BaseHTTPRequestHandler):
         last = str(messages[-1].get("content", "")) if messages else ""
         wants_json = (body.get("response_format") or {}).get("type") in ("json_object", "json_schema")
         if wants_json and self.server.mode != "prose":
-            content = _sentiment_json(last)
+            content = _sentiment_json(self.server, last)
         elif wants_json:
             content = "I would say the sentiment is positive."
         else:
