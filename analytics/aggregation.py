@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 from django.db import connection, transaction
 from django.db.models import Count, Min, Q, Sum
 from django.db.models.functions import TruncDay, TruncHour
@@ -51,7 +52,8 @@ class Totals:
     completion_tokens: int = 0
     cost: float = 0.0
     unpriced_tokens: int = 0
-    histogram: list[int] = field(default_factory=lambda: [0] * BINS)
+    # Counts per latency bin: a list, or a row of the numpy array a rollup query was read into.
+    histogram: list[int] | np.ndarray = field(default_factory=lambda: [0] * BINS)
 
     METRICS = (
         "requests",

@@ -19,6 +19,7 @@ RATIO = 1.2
 RELATIVE_ERROR = math.sqrt(RATIO) - 1  # 9.5%
 _LOG_RATIO = math.log(RATIO)
 FIELDS = tuple(f"h{index:02d}" for index in range(BINS))
+Counts = Sequence[int] | np.ndarray  # one histogram's counts, bin by bin
 
 
 def bin_of(latency_ms: float) -> int:
@@ -35,7 +36,7 @@ def representative_ms(index: int) -> float:
     return RATIO ** (index - 0.5)
 
 
-def percentiles(counts: Sequence[int], qs: Sequence[float]) -> list[float | None]:
+def percentiles(counts: Counts, qs: Sequence[float]) -> list[float | None]:
     """The q-quantiles (0 < q <= 1, ascending) by nearest rank, in one pass over the bins."""
     total = sum(counts)
     if total == 0:
@@ -52,18 +53,18 @@ def percentiles(counts: Sequence[int], qs: Sequence[float]) -> list[float | None
     return found
 
 
-def percentile(counts: Sequence[int], q: float) -> float | None:
+def percentile(counts: Counts, q: float) -> float | None:
     return percentiles(counts, [q])[0]
 
 
 _REPRESENTATIVES = np.array([round(representative_ms(index), 3) for index in range(BINS)])
 
 
-def percentiles_many(histograms: Sequence[Sequence[int]], qs: Sequence[float]) -> list[list[float | None]]:
+def percentiles_many(histograms: Sequence[Counts], qs: Sequence[float]) -> list[tuple[float | None, ...]]:
     """percentiles() of many histograms at once, the same answers: the usage series asks for
     three of each of its thousands of points, and a loop over their bins in Python was most of
-    its time. One row per histogram, one value per q."""
-    if not histograms:
+    its time. One tuple per histogram, one value per q."""
+    if not len(histograms):
         return []
     counts = np.asarray(histograms, dtype=np.int64)
     running = np.cumsum(counts, axis=1)
@@ -74,5 +75,8 @@ def percentiles_many(histograms: Sequence[Sequence[int]], qs: Sequence[float]) -
         # the first bin whose running count reaches the rank: the number of bins short of it
         index = np.minimum((running < ranks[:, None]).sum(axis=1), BINS - 1)
         columns.append(_REPRESENTATIVES[index].tolist())
-    empty = (totals == 0).tolist()
-    return [[None] * len(qs) if empty[row] else [column[row] for column in columns] for row in range(len(histograms))]
+    found: list[tuple[float | None, ...]] = list(zip(*columns, strict=True))
+    nothing = (None,) * len(qs)
+    for row in np.flatnonzero(totals == 0).tolist():
+        found[row] = nothing
+    return found

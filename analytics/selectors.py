@@ -13,11 +13,12 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, TypedDict
 
+import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import connection
-from django.db.models import BigIntegerField, F, FloatField, Sum
+from django.db.models import BigIntegerField, BinaryField, F, FloatField, Func, Sum
 from django.db.models.functions import Cast, Trunc
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -88,11 +89,27 @@ _SENTINELS: _Sentinels = {
 }
 
 
+class _PackedBins(Func):
+    """A row's histogram as one value, PostgreSQL's binary form of an integer array: read with one
+    numpy call instead of sixty Python ints a row (the most of a long series' fetch)."""
+
+    template = "array_send(ARRAY[%(expressions)s])"
+    output_field = BinaryField()
+
+
+# array_send's layout for a one-dimensional int4 array without NULLs (the bins are NOT NULL):
+# a 20-byte header (dimensions, flags, element type, length, lower bound), then each element as
+# its byte length and its value, big-endian.
+_PACKED = np.dtype([("header", "V20"), ("bins", [("length", ">i4"), ("count", ">i4")], (len(FIELDS),))])
+
+
 @cache
-def _rollup_sql(interval: str | None, dimensions: tuple[str, ...], *, grouped: bool) -> tuple[str, tuple[Any, ...]]:
+def _rollup_sql(
+    interval: str | None, dimensions: tuple[str, ...], *, grouped: bool, packed: bool = False
+) -> tuple[str, tuple[Any, ...]]:
     """The rollup query: summed per (dimension, value[, interval period]) when `grouped`, else
-    the rows as they are (each already one period: day rows for a series by day); PostgreSQL
-    answers the latter in under half the time."""
+    the rows as they are (each already one period: day rows for a series by day), which
+    PostgreSQL answers in under half the time; `packed`: with the bins as one value (_PackedBins)."""
     query = UsageRollup.objects.filter(
         scope_user_id=_SENTINELS["scope"],
         dimension__in=dimensions,
@@ -101,7 +118,9 @@ def _rollup_sql(interval: str | None, dimensions: tuple[str, ...], *, grouped: b
         bucket__lt=_SENTINELS["end"],
     )
     if not grouped:
-        query = query.values("dimension", "value", *Totals.METRICS, *FIELDS, period=F("bucket"))
+        bins: dict[str, Any] = {"bins": _PackedBins(*(F(name) for name in FIELDS))} if packed else {}
+        fields = Totals.METRICS if packed else (*Totals.METRICS, *FIELDS)
+        query = query.values("dimension", "value", *fields, period=F("bucket"), **bins)
         return query.order_by().query.sql_with_params()
     keys = ["dimension", "value"]
     if interval:
@@ -118,11 +137,24 @@ def _prepared(value: Any) -> Any:
     return value
 
 
+def _aware(moment: Any) -> datetime:
+    if isinstance(moment, str):
+        moment = parse_datetime(moment)
+    return moment if timezone.is_aware(moment) else timezone.make_aware(moment, UTC)
+
+
+def _binary_results() -> bool:
+    """Whether the connection's cursors can fetch binary results: psycopg's server-side binding
+    ones can (the pool's setting, project/settings); its client-side ones cannot."""
+    return connection.vendor == "postgresql" and bool(connection.settings_dict["OPTIONS"].get("server_side_binding"))
+
+
 def _rollup_rows(
     *, scope: int, dimensions: tuple[str, ...], granularity: str, start: datetime, end: datetime, interval: str | None
 ) -> list[tuple[str, tuple[datetime | None, str], Totals]]:
     """(dimension, (period or None, value), totals) for each row of the rollup query."""
-    sql, template = _rollup_sql(interval, dimensions, grouped=interval != granularity)
+    binary = _binary_results()
+    sql, template = _rollup_sql(interval, dimensions, grouped=interval != granularity, packed=binary)
     actual = {
         _prepared(_SENTINELS["scope"]): scope,
         _prepared(_SENTINELS["start"]): _prepared(start),
@@ -131,37 +163,48 @@ def _rollup_rows(
     }
     params = [actual.get(p, p) if isinstance(p, (int, str, datetime)) else p for p in template]
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
+        if binary:
             # Binary results: a series is some 90,000 numbers, and as text PostgreSQL spends half of
-            # the query's time writing them and the driver as long again reading them back.
-            cursor.cursor.execute(sql, params, binary=True)
+            # the query's time writing them and the driver as long again reading them back. The
+            # driver's own cursor takes the option; Django's errors are kept around it.
+            with connection.wrap_database_errors:
+                cursor.cursor.execute(sql, params, binary=True)
         else:
             cursor.execute(sql, params)
-        columns = [column.name for column in cursor.description]
+        columns = [column[0] for column in cursor.description]
         rows = cursor.fetchall()
-    first_metric, first_bin = columns.index(Totals.METRICS[0]), columns.index(FIELDS[0])
-    # The ORM writes the SUMs in _SUMS's order: the metrics, then the bins, each in a run.
-    assert columns[first_metric : first_metric + len(Totals.METRICS)] == list(Totals.METRICS)  # noqa: S101
-    assert columns[first_bin : first_bin + len(FIELDS)] == list(FIELDS)  # noqa: S101
-    end_metric, end_bin = first_metric + len(Totals.METRICS), first_bin + len(FIELDS)
+    first_metric = columns.index(Totals.METRICS[0])
+    end_metric = first_metric + len(Totals.METRICS)
+    # Totals takes the metrics in the order the query has them: _SUMS's and values()'s.
+    assert columns[first_metric:end_metric] == list(Totals.METRICS)  # noqa: S101
     dimension_at, value_at = columns.index("dimension"), columns.index("value")
     period_at = columns.index("period") if interval else None
-    sqlite = connection.vendor == "sqlite"
-    found = []
-    for row in rows:
-        if sqlite:  # SQLite answers a SUM of nothing as NULL
-            row = tuple(0 if value is None else value for value in row)
-        totals = Totals(
-            **dict(zip(Totals.METRICS, row[first_metric:end_metric], strict=True)),
-            histogram=list(row[first_bin:end_bin]),
+    if connection.vendor == "sqlite":  # a SUM of nothing is NULL
+        rows = [tuple(0 if value is None else value for value in row) for row in rows]
+    first = rows[0][period_at] if rows and period_at is not None else None
+    if period_at is not None and rows and not (isinstance(first, datetime) and timezone.is_aware(first)):
+        # SQLite's dates are text, and a truncated period (a UTC timestamp) comes back naive:
+        # all of a query's rows alike, so the first says whether any needs it.
+        rows = [(*row[:period_at], _aware(row[period_at]), *row[period_at + 1 :]) for row in rows]
+    histograms: Any
+    if "bins" in columns:
+        bins_at = columns.index("bins")
+        packed = np.frombuffer(b"".join(row[bins_at] for row in rows), dtype=_PACKED)
+        histograms = packed["bins"]["count"].astype(np.int64)
+    else:
+        first_bin = columns.index(FIELDS[0])
+        assert columns[first_bin : first_bin + len(FIELDS)] == list(FIELDS)  # noqa: S101
+        histograms = [list(row[first_bin : first_bin + len(FIELDS)]) for row in rows]
+    # One row per point of a series (thousands): built positionally, the per-row cost that counts.
+    found = [
+        (
+            row[dimension_at],
+            (None if period_at is None else row[period_at], row[value_at]),
+            # mypy cannot count a slice's items: METRICS's, then the histogram (asserted above)
+            Totals(*row[first_metric:end_metric], histogram),  # type: ignore[call-arg]
         )
-        period: Any = None
-        if period_at is not None:
-            period = row[period_at]
-            if isinstance(period, str):  # SQLite answers a date as text
-                period = parse_datetime(period)
-            period = period if timezone.is_aware(period) else timezone.make_aware(period, UTC)
-        found.append((row[dimension_at], (period, row[value_at]), totals))
+        for row, histogram in zip(rows, histograms, strict=True)
+    ]
     return found
 
 
@@ -211,8 +254,14 @@ def _latency(totals: Totals) -> dict[str, float | None]:
 
 
 def _cost(totals: Totals) -> float:
-    # Enough places for a single token of the cheapest model (0.02 per 1M).
-    return round(totals.cost, 9)
+    # Enough places for a single token of the cheapest model (0.02 per 1M); numpy's rounding, as
+    # _costs has it, so that a summary and a series say the same.
+    return float(np.round(totals.cost, 9))
+
+
+def _costs(totals: list[Totals]) -> list[float]:
+    """_cost() of many at once."""
+    return np.round(np.array([t.cost for t in totals], dtype=np.float64), 9).tolist() if totals else []
 
 
 def _rate(part: int, whole: int) -> float:
@@ -326,6 +375,7 @@ def usage_series(*, user: User, period: Period, interval: str, group_by: str | N
     labels = _labels(dimension, sorted({value for _, value in grouped}))
     points = sorted(grouped.items(), key=lambda item: (item[0][0], item[0][1]))
     latencies = percentiles_many([t.histogram for _, t in points], (0.50, 0.95, 0.99))
+    costs = _costs([t for _, t in points])
     return [
         {
             "bucket": bucket,
@@ -340,10 +390,10 @@ def usage_series(*, user: User, period: Period, interval: str, group_by: str | N
             "tokens": t.prompt_tokens + t.completion_tokens,
             "prompt_tokens": t.prompt_tokens,
             "completion_tokens": t.completion_tokens,
-            "cost": _cost(t),
+            "cost": cost,
             "unpriced_tokens": t.unpriced_tokens,
         }
-        for ((bucket, value), t), (p50, p95, p99) in zip(points, latencies, strict=True)
+        for ((bucket, value), t), (p50, p95, p99), cost in zip(points, latencies, costs, strict=True)
     ]
 
 

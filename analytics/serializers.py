@@ -22,6 +22,12 @@ def _floor_day(moment: Any) -> Any:
     return moment.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def _months_back(moment: datetime, months: int) -> datetime:
+    """The first of the month `months` calendar months before `moment`'s, at midnight."""
+    index = moment.year * 12 + moment.month - 1 - months
+    return moment.replace(year=index // 12, month=index % 12 + 1, day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
 # The moments a period may start and end within: a day inside what Python's datetime can hold,
 # so that widening a period to whole hours and days can never step outside it (OverflowError).
 EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
@@ -57,10 +63,10 @@ class PeriodSerializer(serializers.Serializer):
             start = attrs["start"]
         elif end - EARLIEST < self.default_span_for(attrs):
             raise serializers.ValidationError({"end": ["Too early for the default period; give a start too."]})
+        elif attrs.get("interval") == "month":
+            start = _months_back(end, 11)  # this month and the eleven before it
         else:
             start = _floor_day(end - self.default_span_for(attrs))
-            if attrs.get("interval") == "month":
-                start = start.replace(day=1)
         if start > end:  # equal is an empty period (or, within an hour, that hour)
             raise serializers.ValidationError({"start": ["Must not be after end."]})
         if end - start > timedelta(days=settings.ANALYTICS_MAX_DAYS):
@@ -88,7 +94,7 @@ class UsageParamsSerializer(PeriodSerializer):
         if attrs.get("interval") == "hour":
             return timedelta(days=1)
         if attrs.get("interval") == "month":
-            return timedelta(days=335)  # from the first of the month, eleven months back: twelve months
+            return timedelta(days=366)  # at most what twelve calendar months take (_months_back)
         return self.default_span
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -16,11 +16,12 @@ flight when Redis loses a counter settle onto the re-seeded one; see the closing
 - **Parallel generations**: a sorted set of the key's calls in flight, each with its start time;
   a call older than IDEMPOTENCY_UPSTREAM_LEASE_SECONDS (a worker killed mid-call) no longer counts.
 
-No tokenizer ships with the service (and none can be downloaded where it runs), so the prompt's
-share of the worst case is a bound, not a guess: a byte-level BPE tokenizer (OpenAI's, and most
-open models') never makes more tokens of a text than it has UTF-8 bytes, so the prompt's bytes
-(its messages, names, tool calls, tools and response format) plus OpenAI's framing are at least
-its tokens. The same bound is what a stream is charged when the upstream reports no usage.
+The prompt's share of the worst case is a bound, not a count, whatever the model (most models'
+tokenizers are not known here): a byte-level BPE tokenizer (OpenAI's, and most open models') never
+makes more tokens of a text than it has UTF-8 bytes, so the prompt's bytes (its messages, names,
+tool calls, tools and response format) plus OpenAI's framing are at least its tokens. A stream
+the upstream reports no usage for is charged what inference.token_count counts (tiktoken's count
+for OpenAI's models, this bound for others).
 """
 
 from __future__ import annotations

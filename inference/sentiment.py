@@ -10,14 +10,22 @@ import heapq
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cache
 from typing import Any
 
 from django.conf import settings
 
-from inference import budgets, llm
-from project.errors import AppError, BackendNotConfigured, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from inference import budgets, llm, token_count
+from project.errors import (
+    AppError,
+    BackendNotConfigured,
+    InvalidInput,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from project.json import dumps
 
 logger = logging.getLogger(__name__)
@@ -199,26 +207,50 @@ def _request(texts: list[str]) -> dict[str, Any]:
     }
 
 
-def plan_requests(texts: list[str]) -> list[list[int]]:
+def _key_limit(api_key: Any) -> int | None:
+    """The most one request's worst case may be for the key: its whole budget or tokens per
+    minute, the smaller (a request over either could never be let through)."""
+    if not budgets.has_limits(api_key):
+        return None
+    limits = [limit for limit in (api_key.token_budget_tokens, api_key.tokens_per_minute) if limit is not None]
+    return min(limits) if limits else None
+
+
+def plan_requests(texts: list[str], *, api_key: Any = None) -> list[list[int]]:
     """The texts (by index) each upstream request carries: all of them in one request when the
-    model's limits allow, else as few requests as fit. A request fits when its reply's bound is
-    within SENTIMENT_OPENAI_MAX_OUTPUT_TOKENS and its prompt's bound (budgets.prompt_token_bound:
-    UTF-8 bytes, never fewer than the tokens) plus that reply is within
-    SENTIMENT_OPENAI_CONTEXT_TOKENS. A text too long to fit even alone goes alone: the upstream,
-    which can count its real tokens, decides."""
+    limits allow, else as few requests as fit. A request fits when
+    - its reply's bound is within SENTIMENT_OPENAI_MAX_OUTPUT_TOKENS;
+    - its prompt (counted with the model's tokenizer where it is known, else at its byte bound:
+      inference.token_count) plus that reply is within SENTIMENT_OPENAI_CONTEXT_TOKENS;
+    - its worst case as the key's budget reserves it (the prompt's byte bound plus the reply) is
+      within the key's whole budget and tokens per minute, if it has them.
+    A text too long to fit even alone goes alone: the upstream, or the budget, decides."""
     context, output = settings.SENTIMENT_OPENAI_CONTEXT_TOKENS, settings.SENTIMENT_OPENAI_MAX_OUTPUT_TOKENS
-    base = budgets.prompt_token_bound(_request([]))
+    key_limit = _key_limit(api_key)
+    model = settings.SENTIMENT_OPENAI_MODEL
+    empty = _request([])
+    base_tokens, base_bound = token_count.chat_prompt_tokens(empty, model), budgets.prompt_token_bound(empty)
+    empty_message = _texts_message([])
     groups: list[list[int]] = []
     current: list[int] = []
-    prompt = base
+    tokens, bound = base_tokens, base_bound
     for index, text in enumerate(texts):
-        cost = budgets.token_bound(_texts_message([text])) - budgets.token_bound(_texts_message([])) + 1
+        quoted = _texts_message([text])
+        # The text as it sits in the array, and its comma; 2 more for merges at its edges.
+        text_tokens = token_count.text_tokens(quoted, model) - token_count.text_tokens(empty_message, model) + 3
+        text_bound = budgets.token_bound(quoted) - budgets.token_bound(empty_message) + 1
         reply = REPLY_TOKENS_OVERHEAD + REPLY_TOKENS_PER_TEXT * (len(current) + 1)
-        if current and (reply > output or prompt + cost + reply > context):
+        over = (
+            reply > output
+            or tokens + text_tokens + reply > context
+            or (key_limit is not None and bound + text_bound + reply > key_limit)
+        )
+        if current and over:
             groups.append(current)
-            current, prompt = [], base
+            current, tokens, bound = [], base_tokens, base_bound
         current.append(index)
-        prompt += cost
+        tokens += text_tokens
+        bound += text_bound
     if current:
         groups.append(current)
     return groups
@@ -270,38 +302,64 @@ def _parse_reply(content: str | None, n_texts: int) -> dict[int, SentimentResult
     return found
 
 
-def _ask(texts: list[str], api_key: Any) -> tuple[dict[int, SentimentResult], llm.Usage]:
+@dataclass
+class Tally:
+    """Tokens spent upstream by one sentiment call so far, whatever becomes of the call: what
+    it cost is recorded even when it fails or falls back to the local backend."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add(self, usage: llm.Usage) -> None:
+        self.prompt_tokens += usage.prompt_tokens
+        self.completion_tokens += usage.completion_tokens
+
+    @property
+    def usage(self) -> llm.Usage:
+        return llm.Usage(self.prompt_tokens, self.completion_tokens)
+
+
+def _ask(texts: list[str], api_key: Any, tally: Tally) -> dict[int, SentimentResult]:
     """One upstream request for `texts`, within the caller's key's token limits (its worst case
-    reserved, then settled to what the upstream says it used): the valid results by index, and
-    what it cost."""
+    reserved, then settled to what it used): the valid results by index. What it used is the
+    upstream's reported usage, else what was sent and received as inference.token_count counts
+    it; it is added to `tally`."""
     params = _request(texts)
-    reservation = budgets.reserve_for(api_key, params)
+    try:
+        reservation = budgets.reserve_for(api_key, params)
+    except InvalidInput as exc:  # worded for generations: say it of this batch
+        raise InvalidInput(
+            f"{exc.message.split(';')[0]}; send fewer or shorter texts.",
+            details={"texts": ["a text's worst case is over the key's token limits"]},
+        ) from None
     try:
         completion = llm.chat_create(**params)
     except BaseException:
         budgets.release(reservation)
         raise
+    content = completion.choices[0].message.content
     usage = llm.usage_of(completion.usage)
+    if usage.total_tokens == 0:
+        usage = token_count.count_chat(params, content or "", model=completion.model or params["model"]).usage
+    tally.add(usage)
     # Answered, so spent, whether or not the reply is usable.
     budgets.settle(reservation, used=usage.total_tokens)
-    return _parse_reply(completion.choices[0].message.content, len(texts)), usage
+    return _parse_reply(content, len(texts))
 
 
-def analyse_openai(texts: list[str], *, api_key: Any = None) -> SentimentBatch:
-    """Every text's sentiment in as few upstream requests as the model's limits allow (one, for
-    any batch this service accepts with the default limits). Texts the reply gave no valid result
-    for are asked for again, once, together; still without one, the call is the upstream's
-    failure (502) naming them. Each request is held against `api_key`'s token limits (a key
-    without limits, or None, has none)."""
+def analyse_openai(texts: list[str], *, api_key: Any = None, tally: Tally | None = None) -> SentimentBatch:
+    """Every text's sentiment in as few upstream requests as the limits allow (plan_requests).
+    Texts the reply gave no valid result for are asked for again, once, together; still without
+    one, the call is the upstream's failure (502) naming them. Each request is held against
+    `api_key`'s token limits (a key without limits, or None, has none), and what each used is
+    added to `tally`."""
+    tally = tally if tally is not None else Tally()
     results: dict[int, SentimentResult] = {}
-    prompt_tokens = completion_tokens = 0
     pending = list(range(len(texts)))
     for _attempt in range(2):
         subset = [texts[i] for i in pending]
-        for group in plan_requests(subset):
-            found, usage = _ask([subset[i] for i in group], api_key)
-            prompt_tokens += usage.prompt_tokens
-            completion_tokens += usage.completion_tokens
+        for group in plan_requests(subset, api_key=api_key):
+            found = _ask([subset[i] for i in group], api_key, tally)
             results.update({pending[group[i]]: result for i, result in found.items()})
         pending = [i for i in range(len(texts)) if i not in results]
         if not pending:
@@ -313,22 +371,40 @@ def analyse_openai(texts: list[str], *, api_key: Any = None) -> SentimentBatch:
         results=[results[i] for i in range(len(texts))],
         backend="openai",
         model=settings.SENTIMENT_OPENAI_MODEL,
-        usage=llm.Usage(prompt_tokens, completion_tokens),
+        usage=tally.usage,
     )
 
 
 # --- choosing -------------------------------------------------------------------------
 
 
-def analyse(texts: list[str], *, backend: str, api_key: Any = None) -> SentimentBatch:
+# What makes the hybrid backend answer locally: the upstream failing or missing, and the key's
+# token limits refusing the upstream call (the local answer costs no tokens).
+_FALL_BACK_ON = (
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    BackendNotConfigured,
+    budgets.BudgetExceeded,
+    budgets.TokensPerMinuteExceeded,
+    budgets.TooManyParallelRequests,
+    ServiceUnavailable,
+    InvalidInput,
+)
+
+
+def analyse(texts: list[str], *, backend: str, api_key: Any = None, tally: Tally | None = None) -> SentimentBatch:
+    """The texts' sentiment from `backend`; tokens spent upstream are added to `tally` (also
+    those of a hybrid call that then fell back, which its local batch's usage says too)."""
+    tally = tally if tally is not None else Tally()
     if backend == "local":
         return analyse_local(texts)
     if backend == "openai":
-        return analyse_openai(texts, api_key=api_key)
+        return analyse_openai(texts, api_key=api_key, tally=tally)
     if backend == "hybrid":
         try:
-            return analyse_openai(texts, api_key=api_key)
-        except (UpstreamError, UpstreamTimeout, UpstreamUnavailable, BackendNotConfigured) as exc:
-            logger.warning("sentiment upstream failed (%s); answering with the local backend", exc.code)
-            return analyse_local(texts)
+            return analyse_openai(texts, api_key=api_key, tally=tally)
+        except _FALL_BACK_ON as exc:
+            logger.warning("sentiment upstream refused or failed (%s); answering with the local backend", exc.code)
+            return replace(analyse_local(texts), usage=tally.usage)
     raise AppError(f"unknown SENTIMENT_BACKEND {backend!r}")

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import DatabaseError
 
-from inference import budgets, llm, sentiment
+from inference import llm, sentiment, token_count
 from inference.models import Generation, SentimentCall
 from inference.response_cache import cache_key, cached_answer, cached_answers, remember_answer, remember_answers
 from project.db import release_connection
@@ -36,10 +36,11 @@ def _elapsed_ms(started: float) -> float:
 
 
 def sentiment_create(
-    *, user: User, texts: list[str], api_key: Any = None
+    *, user: User, texts: list[str], api_key: Any = None, tally: sentiment.Tally | None = None
 ) -> tuple[SentimentCall, list[dict[str, Any]]]:
     """Analyse texts with the configured backend; answers for identical texts come from the cache.
-    Upstream calls are held against `api_key`'s token limits (inference.budgets).
+    Upstream calls are held against `api_key`'s token limits (inference.budgets), and the tokens
+    they use are added to `tally` as they are spent (so a call that then fails still says them).
 
     Returns the stored call and one result per text (each with its own `cached` flag).
     """
@@ -51,17 +52,17 @@ def sentiment_create(
     answers: list[dict[str, Any] | None] = [found.get(key) for key in keys]
     missing = [i for i, answer in enumerate(answers) if answer is None]
 
-    batch_backend, usage = backend, llm.Usage()
+    batch_backend, answered_by, usage = backend, model, llm.Usage()
     if missing:
         if backend != "local":
             release_connection()
-        batch = sentiment.analyse([texts[i] for i in missing], backend=backend, api_key=api_key)
-        batch_backend, usage = batch.backend, batch.usage
+        batch = sentiment.analyse([texts[i] for i in missing], backend=backend, api_key=api_key, tally=tally)
+        batch_backend, answered_by, usage = batch.backend, batch.model, batch.usage
         fresh = {}
         for index, result in zip(missing, batch.results, strict=True):
             answers[index] = result.as_dict()
             # A hybrid fallback answer is not what the configured backend would say: keep it out.
-            if result.backend == backend or backend == "local":
+            if result.backend != "local" or backend == "local":
                 fresh[keys[index]] = answers[index]
         remember_answers(fresh, seconds=settings.RESPONSE_CACHE_SECONDS)
     # Every text has its answer by now (the zip above is strict): the filter only narrows the type.
@@ -69,7 +70,7 @@ def sentiment_create(
     call = SentimentCall.objects.create(
         user=user,
         backend=batch_backend,
-        model=model if batch_backend == backend else "vader",
+        model=answered_by,
         n_texts=len(texts),
         texts=texts if settings.STORE_TEXTS else None,
         results=results,
@@ -225,6 +226,7 @@ def completion_stream(
 
     def events() -> Iterator[bytes]:
         parts: list[str] = []
+        received: list[str] = []  # tool calls' names and arguments: tokens too, though not output text
         usage, model = llm.Usage(), request.model
         finish_reasons: dict[int, str] = {}  # choice index -> its finish reason ("" until it has one)
         # Until the stream has been read to its end, the one who stopped it is the client.
@@ -242,6 +244,7 @@ def completion_stream(
                             if not isinstance(content, str):
                                 raise TypeError("delta content is not a string")
                             parts.append(content)
+                        received.extend(_tool_call_text(choice.delta))
                         index = choice.index if isinstance(choice.index, int) else 0
                         finish_reasons[index] = _text_or(choice.finish_reason, finish_reasons.get(index, ""))
                     event = render.chunk(chunk)
@@ -257,16 +260,14 @@ def completion_stream(
         finally:
             output = "".join(parts)
             # No usage from the upstream (one that ignores include_usage, or a client that left
-            # before the last chunk): what was sent and received, charged at its bound (never
-            # less than it cost: inference/budgets.py), and marked as estimated.
+            # before the last chunk): what was sent and received, counted with the model's own
+            # tokenizer where it is known, else at its bound (inference/token_count.py), and
+            # marked as estimated.
             estimated = usage.total_tokens == 0 and (
                 bool(output) or failure is None or isinstance(failure, ClientClosedRequest)
             )
             if estimated:
-                usage = llm.Usage(
-                    prompt_tokens=budgets.prompt_token_bound(request.params),
-                    completion_tokens=budgets.token_bound(output),
-                )
+                usage = token_count.count_chat(request.params, output + "".join(received), model=model).usage
             try:
                 generation = _record(
                     user=user,
@@ -297,6 +298,17 @@ def completion_stream(
             yield render.error(failure)
 
     return events()
+
+
+def _tool_call_text(delta: Any) -> list[str]:
+    """The names and argument text a chunk's delta adds to its tool calls."""
+    found: list[str] = []
+    for call in getattr(delta, "tool_calls", None) or []:
+        function = getattr(call, "function", None)
+        for part in (getattr(function, "name", None), getattr(function, "arguments", None)):
+            if isinstance(part, str):
+                found.append(part)
+    return found
 
 
 @contextmanager

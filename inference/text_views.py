@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import authenticated_user
 from analytics.recording import note_failure, note_usage
-from inference import budgets, llm, text_services
+from inference import budgets, llm, sentiment, text_services
 from inference.idempotency import idempotent
 from inference.models import Generation
 from inference.response_cache import cache_key, cached_answer, remember_answer
@@ -142,16 +142,21 @@ class SentimentViewSet(viewsets.GenericViewSet):
         params.is_valid(raise_exception=True)
         data = params.validated_data
         texts = data["texts"] if "texts" in data else [data["text"]]
-        call, results = text_services.sentiment_create(
-            user=authenticated_user(request), texts=texts, api_key=request.auth
-        )
-        spent = call.prompt_tokens + call.completion_tokens
-        note_usage(
-            request,
-            model=call.model if spent else "",
-            prompt_tokens=call.prompt_tokens,
-            completion_tokens=call.completion_tokens,
-        )
+        tally = sentiment.Tally()
+        try:
+            call, results = text_services.sentiment_create(
+                user=authenticated_user(request), texts=texts, api_key=request.auth, tally=tally
+            )
+        finally:
+            # What the upstream was paid, answered or not: tokens are only ever spent with the
+            # sentiment model (a hybrid call that fell back to VADER may have spent some first).
+            spent = tally.prompt_tokens + tally.completion_tokens
+            note_usage(
+                request,
+                model=settings.SENTIMENT_OPENAI_MODEL if spent else "",
+                prompt_tokens=tally.prompt_tokens,
+                completion_tokens=tally.completion_tokens,
+            )
         body = {"id": call.pk, "results": results} if "texts" in data else {"id": call.pk, **results[0]}
         return Response(body, status=status.HTTP_201_CREATED)
 

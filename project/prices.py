@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,16 +70,18 @@ def price_table(raw: str) -> dict[str, Price]:
     return table
 
 
+# A dated snapshot's suffix: "-2024-07-18" (gpt-4o-mini-2024-07-18) or "-0613" (gpt-4-0613).
+_DATED = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{4})$")
+
+
 def price_of(model: str, table: dict[str, Price]) -> Price | None:
-    """The model's price: its own entry, else that of the longest name it is a dated or tagged
-    version of ("gpt-4o-mini-2024-07-18" is priced as "gpt-4o-mini"), else None."""
+    """The model's price: its own entry, else that of the model it is a dated snapshot of
+    ("gpt-4o-mini-2024-07-18" is priced as "gpt-4o-mini"), else None. Other variants
+    (gpt-4o-audio-preview, a fine-tune) are priced differently, so they have no price until the
+    table gives them one."""
     if model in table:
         return table[model]
-    best = None
-    for name in table:
-        if model.startswith(name + "-") and (best is None or len(name) > len(best)):
-            best = name
-    return table[best] if best is not None else None
+    return table.get(_DATED.sub("", model))
 
 
 @dataclass(frozen=True)

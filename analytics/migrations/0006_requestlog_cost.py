@@ -8,10 +8,13 @@ from project.prices import price_of
 
 
 def price_earlier_calls(apps, schema_editor):
-    """Rows recorded before costs were: their cost at today's prices, or their tokens as unpriced.
+    """Rows recorded before costs were: their cost at today's prices, or their tokens as unpriced
+    (sentiment rows take the sentiment model's name, which they lacked).
     The rollups take it in when recomputed (manage.py aggregate_usage --since <first day>)."""
     RequestLog = apps.get_model("analytics", "RequestLog")
     spent = RequestLog.objects.filter(Q(prompt_tokens__gt=0) | Q(completion_tokens__gt=0))
+    # Sentiment rows named no model before: their tokens were spent with the sentiment model.
+    spent.filter(endpoint="v1:sentiment-list", model="").update(model=settings.SENTIMENT_OPENAI_MODEL[:100])
     for model in spent.values_list("model", flat=True).distinct().order_by():
         rows = spent.filter(model=model)
         price = price_of(model, settings.LLM_PRICES)

@@ -227,6 +227,9 @@ EMBEDDINGS_MAX_INPUTS = env.int("EMBEDDINGS_MAX_INPUTS", default=2048)
 EMBEDDINGS_MAX_CHARS = env.int("EMBEDDINGS_MAX_CHARS", default=200_000)
 # GET /v1/models asks the upstream at most once this often (0: every request).
 MODELS_CACHE_SECONDS = env.int("MODELS_CACHE_SECONDS", default=60)
+# Where tiktoken keeps its vocabularies (seeded from a package: nothing is downloaded); default:
+# a directory under the system's temporary directory.
+TIKTOKEN_CACHE_DIR = env.str("TIKTOKEN_CACHE_DIR", default="")
 # Keep prompts, texts and generated output in the database (off keeps payloads out of it).
 STORE_TEXTS = env.bool("STORE_TEXTS", default=True)
 

@@ -47,12 +47,14 @@ def test_the_price_table_takes_changes_and_refuses_nonsense():
             price_table(raw)
 
 
-def test_a_dated_model_is_priced_as_the_longest_name_it_versions():
-    table = price_table("")
+def test_a_dated_snapshot_is_priced_as_its_model_and_other_variants_are_not():
+    table = price_table('{"gpt-4": {"prompt": 30, "completion": 60}}')
     assert price_of("gpt-4o-mini-2024-07-18", table) == table["gpt-4o-mini"]
     assert price_of("gpt-4o-2024-08-06", table) == table["gpt-4o"]
+    assert price_of("gpt-4-0613", table) == table["gpt-4"]
     assert price_of("gpt-4o", table) == table["gpt-4o"]
-    assert price_of("gpt-4", table) is None
+    assert price_of("gpt-4o-audio-preview", table) is None
+    assert price_of("ft:gpt-4o-mini-2024-07-18:acme::abc123", table) is None
     assert price_of("gpt-4omni", table) is None
     assert price_of("my-own-model", table) is None
 
@@ -62,7 +64,7 @@ def test_many_histograms_give_the_percentiles_each_gives_alone():
     histograms = [[rng.choice([0, 0, 0, 1, 5, 200]) for _ in range(BINS)] for _ in range(300)]
     histograms += [[0] * BINS, [0] * (BINS - 1) + [7], [1] + [0] * (BINS - 1)]
     qs = (0.5, 0.95, 0.99)
-    assert percentiles_many(histograms, qs) == [percentiles(h, qs) for h in histograms]
+    assert percentiles_many(histograms, qs) == [tuple(percentiles(h, qs)) for h in histograms]
     assert percentiles_many([], qs) == []
 
 
@@ -221,3 +223,18 @@ def test_usage_by_month_buckets_calendar_months(client_for, staff):
         ("2026-09-01", 1, 110, 0.25),
         ("2026-10-01", 2, 220, 1.5),
     ]
+
+
+@pytest.mark.parametrize(
+    ("end", "start"),
+    [
+        ("2026-03-31T10:00:00Z", "2025-04-01"),
+        ("2026-01-31T00:30:00Z", "2025-02-01"),
+        ("2025-12-15T23:00:00Z", "2025-01-01"),
+        ("2026-11-01T00:00:00Z", "2025-12-01"),
+    ],
+)
+@pytest.mark.django_db
+def test_by_month_the_default_period_is_this_month_and_the_eleven_before(client_for, staff, end, start):
+    body = client_for(staff).get(USAGE, {"interval": "month", "end": end}).json()
+    assert body["start"][:10] == start

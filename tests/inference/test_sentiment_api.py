@@ -301,3 +301,66 @@ def test_a_keys_token_budget_holds_sentiment_upstream_calls_too(client_for, alic
     refused = client.post(SENTIMENT, {"texts": texts}, format="json", **auth)
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "budget_exceeded"
     assert len(openai_sentiment.completion_calls()) == 1
+
+
+def test_tokens_spent_before_a_failure_are_recorded(client_for, alice, openai_sentiment):
+    openai_sentiment.sentiment_fault, openai_sentiment.sentiment_faults = "bad-last", 2
+    key = api_key_create(user=alice, name="k", created_by=None, token_budget_tokens=100_000, token_budget_period="day")
+    response = client_for(None).post(SENTIMENT, {"texts": BATCH}, format="json", HTTP_AUTHORIZATION=f"Bearer {key.key}")
+    assert response.status_code == 502
+    calls = openai_sentiment.completion_calls()
+    sent = sum(len(str(m["content"]).split()) for c in calls for m in c["body"]["messages"])
+    log = RequestLog.objects.get(endpoint="v1:sentiment-list")
+    assert (log.status, log.model, log.prompt_tokens) == (502, "fake-gpt", sent)
+    assert log.completion_tokens > 0 and log.cost == 0 and log.unpriced_tokens == sent + log.completion_tokens
+    assert budgets.spend(key.api_key)["used"] == log.prompt_tokens + log.completion_tokens
+
+
+def test_hybrid_records_the_model_that_answered_and_caches_its_answers(client_for, alice, fake_openai, settings):
+    settings.SENTIMENT_BACKEND = "hybrid"
+    client = client_for(alice)
+    first = analyse(client, {"text": "I love it"}).json()
+    assert (first["backend"], first["cached"]) == ("openai", False)
+    assert SentimentCall.objects.get(pk=first["id"]).model == "fake-gpt"
+    assert RequestLog.objects.get(endpoint="v1:sentiment-list").model == "fake-gpt"
+    assert analyse(client, {"text": "I love it"}).json()["cached"] is True
+    assert len(fake_openai.completion_calls()) == 1
+
+
+def test_hybrid_answers_locally_when_the_keys_limits_refuse_the_upstream(client_for, alice, fake_openai, settings):
+    settings.SENTIMENT_BACKEND = "hybrid"
+    request = sentiment._request(["I love it"])
+    worst = budgets.prompt_token_bound(request) + request["max_tokens"]
+    key = api_key_create(user=alice, name="k", created_by=None, tokens_per_minute=worst - 1)
+    response = client_for(None).post(
+        SENTIMENT, {"text": "I love it"}, format="json", HTTP_AUTHORIZATION=f"Bearer {key.key}"
+    )
+    assert response.status_code == 201
+    assert (response.json()["backend"], response.json()["sentiment"]) == ("local", "positive")
+    assert fake_openai.completion_calls() == []
+    log = RequestLog.objects.get(endpoint="v1:sentiment-list")
+    assert (log.model, log.prompt_tokens) == ("", 0)
+
+
+def test_with_the_openai_backend_a_text_over_the_keys_whole_limit_is_400_naming_texts(
+    client_for, alice, openai_sentiment
+):
+    key = api_key_create(user=alice, name="k", created_by=None, tokens_per_minute=200)
+    response = client_for(None).post(
+        SENTIMENT, {"text": "good " * 100}, format="json", HTTP_AUTHORIZATION=f"Bearer {key.key}"
+    )
+    assert response.status_code == 400
+    assert "texts" in response.json()["error"]["details"]
+    assert openai_sentiment.completion_calls() == []
+
+
+def test_a_batch_is_split_to_fit_the_keys_tokens_per_minute(client_for, alice, openai_sentiment):
+    texts = [f"good text {i}" for i in range(6)]
+    whole = sentiment._request(texts)
+    # one token short of what the whole batch's worst case needs
+    limit = budgets.prompt_token_bound(whole) + whole["max_tokens"] - 1
+    key = api_key_create(user=alice, name="k", created_by=None, tokens_per_minute=limit)
+    response = client_for(None).post(SENTIMENT, {"texts": texts}, format="json", HTTP_AUTHORIZATION=f"Bearer {key.key}")
+    # five texts fit the limit; the sixth goes next, within what the first request really used
+    assert response.status_code == 201, response.content
+    assert [len(_sent_texts(c)) for c in openai_sentiment.completion_calls()] == [5, 1]
