@@ -98,6 +98,9 @@ class UsageRollup(models.Model):
     for _index in range(BINS):
         locals()[f"h{_index:02d}"] = models.PositiveIntegerField(default=0)
     del _index
+    # The same bins packed (analytics.histogram.PACKED_SQL), for reading many rows at once; set by
+    # aggregation on PostgreSQL, NULL elsewhere (and read from the columns then).
+    bins = models.BinaryField(null=True, editable=False)
 
     class Meta:
         constraints = [

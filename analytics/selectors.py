@@ -25,7 +25,7 @@ from django.utils.dateparse import parse_datetime
 
 from accounts.models import ApiKey
 from analytics.aggregation import EVERYONE, Totals, floor_day, fold, raw_groups
-from analytics.histogram import FIELDS, percentiles, percentiles_many
+from analytics.histogram import FIELDS, PACKED_SQL, percentiles, percentiles_many, unpack
 from analytics.models import AggregationState, Dimension, Granularity, UsageRollup
 
 # Counts summed as bigint: PostgreSQL sums bigint as numeric, which the driver makes a Decimal,
@@ -90,17 +90,11 @@ _SENTINELS: _Sentinels = {
 
 
 class _PackedBins(Func):
-    """A row's histogram as one value, PostgreSQL's binary form of an integer array: read with one
-    numpy call instead of sixty Python ints a row (the most of a long series' fetch)."""
+    """A row's bins packed (analytics.histogram.PACKED_SQL): as aggregation stored them, else
+    packed now (a row written before they were stored)."""
 
-    template = "array_send(ARRAY[%(expressions)s])"
+    template = f"coalesce(%(expressions)s, {PACKED_SQL})"
     output_field = BinaryField()
-
-
-# array_send's layout for a one-dimensional int4 array without NULLs (the bins are NOT NULL):
-# a 20-byte header (dimensions, flags, element type, length, lower bound), then each element as
-# its byte length and its value, big-endian.
-_PACKED = np.dtype([("header", "V20"), ("bins", [("length", ">i4"), ("count", ">i4")], (len(FIELDS),))])
 
 
 @cache
@@ -118,7 +112,7 @@ def _rollup_sql(
         bucket__lt=_SENTINELS["end"],
     )
     if not grouped:
-        bins: dict[str, Any] = {"bins": _PackedBins(*(F(name) for name in FIELDS))} if packed else {}
+        bins: dict[str, Any] = {"packed": _PackedBins(F("bins"))} if packed else {}
         fields = Totals.METRICS if packed else (*Totals.METRICS, *FIELDS)
         query = query.values("dimension", "value", *fields, period=F("bucket"), **bins)
         return query.order_by().query.sql_with_params()
@@ -187,10 +181,9 @@ def _rollup_rows(
         # all of a query's rows alike, so the first says whether any needs it.
         rows = [(*row[:period_at], _aware(row[period_at]), *row[period_at + 1 :]) for row in rows]
     histograms: Any
-    if "bins" in columns:
-        bins_at = columns.index("bins")
-        packed = np.frombuffer(b"".join(row[bins_at] for row in rows), dtype=_PACKED)
-        histograms = packed["bins"]["count"].astype(np.int64)
+    if "packed" in columns:
+        bins_at = columns.index("packed")
+        histograms = unpack([row[bins_at] for row in rows])
     else:
         first_bin = columns.index(FIELDS[0])
         assert columns[first_bin : first_bin + len(FIELDS)] == list(FIELDS)  # noqa: S101
@@ -231,7 +224,7 @@ def _totals(
                     groups[key] = totals
     tail_start = period.start if until is None else max(period.start, until)
     if tail_start < period.end:
-        recent = list(raw_groups(start=tail_start, end=period.end, user_id=None if scope == EVERYONE else scope))
+        recent = raw_groups(start=tail_start, end=period.end, user_id=None if scope == EVERYONE else scope, few=True)
         for (hour, row_scope, dimension, value), totals in fold(
             recent, scopes="all" if scope == EVERYONE else "user"
         ).items():

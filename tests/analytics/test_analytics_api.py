@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from analytics import aggregation, selectors
 from analytics.aggregation import endpoint_label, usage_aggregate
-from analytics.histogram import RELATIVE_ERROR
+from analytics.histogram import FIELDS, RELATIVE_ERROR, unpack
 from analytics.models import AggregationState, RequestLog, UsageRollup
 from analytics.selectors import Period
 from inference.seeding import LLM_MODEL, usage_seed
@@ -370,3 +370,19 @@ def test_a_period_that_starts_where_it_ends_is_answered(client_for, staff, route
     hour = datetime(2026, 1, 1, 10, tzinfo=UTC)
     assert datetime.fromisoformat(body["start"]) == hour
     assert datetime.fromisoformat(body["end"]) == hour + timedelta(hours=0 if moment.endswith("10:00:00Z") else 1)
+
+
+def test_packed_bins_are_the_columns_and_rows_without_them_read_the_same(client_for, staff, seeded):
+    rows = list(UsageRollup.objects.values_list("bins", *FIELDS))
+    assert rows and all(bins is not None for bins, *_ in rows)
+    assert unpack([bytes(bins) for bins, *_ in rows]).tolist() == [list(counts) for _, *counts in rows]
+
+    period = Period(start=datetime.fromisoformat(seeded["start"]), end=datetime.fromisoformat(seeded["end"]))
+
+    def series() -> list[dict]:
+        return selectors.usage_series(user=staff, period=period, interval="day", group_by="api_key")
+
+    packed = series()
+    UsageRollup.objects.update(bins=None)  # as rows aggregated before bins were packed
+    assert series() == packed
+    assert any(point["p95_ms"] for point in packed)
