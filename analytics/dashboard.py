@@ -81,7 +81,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                 if label != "no key" and t.cost > 0
             ],
         ),
-        bar_chart("Predictions per model", [Point(m["model"], m["predictions"]) for m in summary["by_model"]]),
+        bar_chart(
+            "Predictions per model",
+            # the generation routes' models are in by_model too, with tokens but no predictions
+            [Point(m["model"], m["predictions"]) for m in summary["by_model"] if m["predictions"]],
+        ),
         *(chart for make in _more_charts for chart in make(period)),
     ]
     context = {
