@@ -50,6 +50,7 @@ def browser(tmp_path):
 
 def test_the_dashboard_draws_every_chart_with_data(browser, live_server, committed_demo_models, tmp_path):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
 
     seeded = usage_seed(rows=3000, days=6, seed=5)  # inside the 7 calendar days shown
     usage_aggregate(since=seeded.start)
@@ -59,6 +60,7 @@ def test_the_dashboard_draws_every_chart_with_data(browser, live_server, committ
     browser.find_element(By.NAME, "username").send_keys("operator")
     browser.find_element(By.NAME, "password").send_keys("a long enough password 1")
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    WebDriverWait(browser, 30).until(lambda driver: driver.find_elements(By.ID, "usage-dashboard-link"))
     browser.find_element(By.ID, "usage-dashboard-link").click()
     browser.get(f"{live_server.url}/admin/analytics/dashboard/?days=7")
 
@@ -104,6 +106,7 @@ def test_the_dashboard_draws_every_chart_with_data(browser, live_server, committ
 
 def test_the_dashboard_compares_a_rollouts_versions(browser, live_server, committed_demo_models, client_for):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.wait import WebDriverWait
 
     from inference import shadow
     from inference.rollouts import rollout_set
@@ -128,6 +131,8 @@ def test_the_dashboard_compares_a_rollouts_versions(browser, live_server, commit
     browser.find_element(By.NAME, "username").send_keys("operator")
     browser.find_element(By.NAME, "password").send_keys("a long enough password 1")
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    # A click does not wait for the page it leads to: wait for the dashboard's charts.
+    WebDriverWait(browser, 30).until(lambda driver: driver.find_elements(By.CSS_SELECTOR, "svg.chart"))
     charts = {c.get_attribute("aria-label"): c for c in browser.find_elements(By.CSS_SELECTOR, "svg.chart")}
     requests = charts["iris roll-out: requests per version"].find_elements(By.CSS_SELECTOR, ".bar")
     assert [float(bar.get_attribute("data-value")) for bar in requests] == [10, 10]  # half each, exactly
