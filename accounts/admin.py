@@ -19,9 +19,8 @@ from accounts.models import ApiKey, RevokedToken
 from accounts.permissions import authenticated_user
 from accounts.policies import ELEVATED_USER_FIELDS, key_owner_refusal, may_edit_user
 from accounts.ratelimits import rate_is_valid
-from accounts.services import api_key_revoke
-from accounts.spend import budget_changed, spend_of
-from project import freshness
+from accounts.services import api_key_limits_saved, api_key_revoke
+from accounts.spend import spend_of
 from project.errors import AppError
 from project.http import client_ip
 
@@ -117,10 +116,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         if change:
+            before = (form.initial.get("token_budget_tokens") is not None, form.initial.get("token_budget_period"))
             super().save_model(request, obj, form, change)
-            if {"token_budget_tokens", "token_budget_period"} & set(form.changed_data):
-                budget_changed(obj)
-            freshness.bump(freshness.AUTH)  # its limits, from every worker's next request
+            api_key_limits_saved(api_key=obj, budget_before=before)  # the API's rule
             return
         new = key_generate()
         obj.prefix, obj.key_hash, obj.created_by = new.prefix, new.key_hash, authenticated_user(request)

@@ -49,16 +49,29 @@ def api_key_create(
     return CreatedKey(api_key=api_key, key=new.key)
 
 
+def budget_shape(api_key: ApiKey) -> tuple[bool, str]:
+    """What a key's budget counters depend on: whether it has a budget, and its period. (The
+    amount is not: a counter counts tokens used, whatever the budget.)"""
+    return api_key.token_budget_tokens is not None, api_key.token_budget_period
+
+
+def api_key_limits_saved(*, api_key: ApiKey, budget_before: tuple[bool, str]) -> None:
+    """A key's changed limits were saved (through the API or the admin): its budget counters are
+    dropped when its budget came, went or changed period, and every worker uses the limits from
+    its next request."""
+    if budget_shape(api_key) != budget_before:
+        spend.budget_changed(api_key)
+    freshness.bump(freshness.AUTH)
+
+
 def api_key_limits_set(*, api_key: ApiKey, **fields: Any) -> ApiKey:
     """Change a key's limits (its rate, token budget, tokens per minute, parallel generations);
     every worker uses them from its next request."""
-    budget_before = (api_key.token_budget_tokens is not None, api_key.token_budget_period)
+    budget_before = budget_shape(api_key)
     for name, value in fields.items():
         setattr(api_key, name, value)
     api_key.save(update_fields=list(fields))
-    if (api_key.token_budget_tokens is not None, api_key.token_budget_period) != budget_before:
-        spend.budget_changed(api_key)
-    freshness.bump(freshness.AUTH)
+    api_key_limits_saved(api_key=api_key, budget_before=budget_before)
     return api_key
 
 

@@ -42,6 +42,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     labels = [d.strftime("%b %d") for d in day_starts]
     daily = [by_day.get(d) for d in day_starts]
     currency = settings.LLM_PRICE_CURRENCY
+    top_keys = selectors.usage_top(user=user, period=period, dimension=Dimension.API_KEY, by=("requests", "cost"))
 
     def line(values: list[float | None]) -> list[Point | None]:
         return [None if v is None else Point(label, v) for label, v in zip(labels, values, strict=True)]
@@ -67,19 +68,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         bar_chart("Top users (requests)", [Point(u["username"], u["requests"]) for u in summary["top_users"]]),
         bar_chart(
             "Top API keys (requests)",
-            [
-                Point(label, t.requests)
-                for label, t in selectors.usage_top(user=user, period=period, dimension=Dimension.API_KEY)
-                if label != "no key"
-            ],
+            [Point(label, t.requests) for label, t in top_keys["requests"] if label != "no key"],
         ),
         bar_chart(
             f"Top API keys (estimated cost, {currency})",
-            [
-                Point(label, round(t.cost, 6))
-                for label, t in selectors.usage_top(user=user, period=period, dimension=Dimension.API_KEY, by="cost")
-                if label != "no key" and t.cost > 0
-            ],
+            [Point(label, round(t.cost, 6)) for label, t in top_keys["cost"] if label != "no key" and t.cost > 0],
         ),
         bar_chart(
             "Predictions per model",

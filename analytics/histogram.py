@@ -21,12 +21,18 @@ _LOG_RATIO = math.log(RATIO)
 FIELDS = tuple(f"h{index:02d}" for index in range(BINS))
 Counts = Sequence[int] | np.ndarray  # one histogram's counts, bin by bin
 
+
 # A rollup row's bins packed into one value, PostgreSQL's binary form of an int4 array (kept in
 # UsageRollup.bins beside the columns): one value a row to read, and one numpy call to unpack,
 # where sixty columns are sixty Python ints a row. The layout, for one dimension and no NULLs (the
 # bins are NOT NULL): a 20-byte header (dimensions, flags, element type, length, lower bound),
 # then each element as its byte length and its value, big-endian.
-PACKED_SQL = f"array_send(ARRAY[{', '.join(FIELDS)}])"
+def packed_sql(counts: Sequence[str] = FIELDS) -> str:
+    """SQL packing the 60 `counts` (the bin columns, or expressions summing them) into one value."""
+    return f"array_send(ARRAY[{', '.join(counts)}]::int4[])"
+
+
+PACKED_SQL = packed_sql()
 _PACKED = np.dtype([("header", "V20"), ("bins", [("length", ">i4"), ("count", ">i4")], (BINS,))])
 
 

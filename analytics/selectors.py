@@ -102,8 +102,8 @@ def _rollup_sql(
     interval: str | None, dimensions: tuple[str, ...], *, grouped: bool, packed: bool = False
 ) -> tuple[str, tuple[Any, ...]]:
     """The rollup query: summed per (dimension, value[, interval period]) when `grouped`, else
-    the rows as they are (each already one period: day rows for a series by day), which
-    PostgreSQL answers in under half the time; `packed`: with the bins as one value (_PackedBins)."""
+    the rows as they are (each already one period: day rows for a series by day), with no
+    sorting and summing for PostgreSQL to do; `packed`: with the bins as one value (_PackedBins)."""
     query = UsageRollup.objects.filter(
         scope_user_id=_SENTINELS["scope"],
         dimension__in=dimensions,
@@ -173,8 +173,6 @@ def _rollup_rows(
     assert columns[first_metric:end_metric] == list(Totals.METRICS)  # noqa: S101
     dimension_at, value_at = columns.index("dimension"), columns.index("value")
     period_at = columns.index("period") if interval else None
-    if connection.vendor == "sqlite":  # a SUM of nothing is NULL
-        rows = [tuple(0 if value is None else value for value in row) for row in rows]
     first = rows[0][period_at] if rows and period_at is not None else None
     if period_at is not None and rows and not (isinstance(first, datetime) and timezone.is_aware(first)):
         # SQLite's dates are text, and a truncated period (a UTC timestamp) comes back naive:
@@ -247,13 +245,12 @@ def _latency(totals: Totals) -> dict[str, float | None]:
 
 
 def _cost(totals: Totals) -> float:
-    # Enough places for a single token of the cheapest model (0.02 per 1M); numpy's rounding, as
-    # _costs has it, so that a summary and a series say the same.
-    return float(np.round(totals.cost, 9))
+    return _costs([totals])[0]
 
 
 def _costs(totals: list[Totals]) -> list[float]:
-    """_cost() of many at once."""
+    """The totals' costs, rounded: enough places for a single token of the cheapest model (0.02
+    per 1M), and numpy's rounding for one as for many, so that a summary and a series agree."""
     return np.round(np.array([t.cost for t in totals], dtype=np.float64), 9).tolist() if totals else []
 
 
@@ -391,15 +388,13 @@ def usage_series(*, user: User, period: Period, interval: str, group_by: str | N
 
 
 def usage_top(
-    *, user: User, period: Period, dimension: str, limit: int = 10, by: str = "requests"
-) -> list[tuple[str, Totals]]:
-    """The top values of one dimension over the period (by requests, or by another total such as
-    cost), with readable names."""
+    *, user: User, period: Period, dimension: str, limit: int = 10, by: tuple[str, ...] = ("requests",)
+) -> dict[str, list[tuple[str, Totals]]]:
+    """The top values of one dimension over the period, ranked by each total named in `by`
+    (requests, cost...), with readable names: one read of the totals for every ranking."""
     scope = _scope(user)
     grouped = _totals(scope=scope, dimensions=(dimension,), period=period, interval=None, until=_aggregated_until())
-    ranked = sorted(
-        ((value, t) for (_, value), t in grouped[dimension].items()), key=lambda item: -getattr(item[1], by)
-    )
-    top = ranked[:limit]
-    labels = _labels(dimension, [value for value, _ in top])
-    return [(labels[value], t) for value, t in top]
+    values = [(value, t) for (_, value), t in grouped[dimension].items()]
+    tops = {name: sorted(values, key=lambda item: -getattr(item[1], name))[:limit] for name in by}
+    labels = _labels(dimension, sorted({value for top in tops.values() for value, _ in top}))
+    return {name: [(labels[value], t) for value, t in top] for name, top in tops.items()}

@@ -103,6 +103,35 @@ class TooManyParallelRequests(AppError):
     retry_after = 1
 
 
+class WorstCaseTooLarge(InvalidInput):
+    """A request whose worst case is more than the key's whole budget or tokens per minute: a 429
+    would never clear. Worded for a generation; a route of other parameters says it its own way."""
+
+    def __init__(self, *, worst: int, limit: int, name: str) -> None:
+        super().__init__(
+            f"This request's worst case ({worst} tokens: its prompt's bound and max_tokens) is more than "
+            f"this API key's whole {name} ({limit}); send a smaller max_tokens or prompt.",
+            details={"max_tokens": [f"the worst case is over the key's {name}"]},
+        )
+        self.worst, self.limit, self.name = worst, limit, name
+
+
+def whole_limit(api_key: Any) -> tuple[int, str] | None:
+    """The most one call's worst case may be for the key, and which limit says so: its whole
+    budget or tokens per minute, the smaller (None: neither)."""
+    if not isinstance(api_key, ApiKey):
+        return None
+    limits = [
+        (limit, name)
+        for limit, name in (
+            (api_key.token_budget_tokens, "token budget"),
+            (api_key.tokens_per_minute, "tokens per minute"),
+        )
+        if limit is not None
+    ]
+    return min(limits) if limits else None
+
+
 @dataclass
 class Reservation:
     """Tokens held for one call, until it settles or is released."""
@@ -186,16 +215,9 @@ def reserve(api_key: Any, *, prompt_tokens: int, max_tokens: int) -> Reservation
         return None
     now = datetime.now(UTC)
     worst = prompt_tokens + max_tokens
-    for limit, name in (
-        (api_key.token_budget_tokens, "token budget"),
-        (api_key.tokens_per_minute, "tokens per minute"),
-    ):
-        if limit is not None and worst > limit:  # would wait forever: say so now
-            raise InvalidInput(
-                f"This request's worst case ({worst} tokens: its prompt's bound and max_tokens) is more than "
-                f"this API key's whole {name} ({limit}); send a smaller max_tokens or prompt.",
-                details={"max_tokens": [f"the worst case is over the key's {name}"]},
-            )
+    whole = whole_limit(api_key)
+    if whole is not None and worst > whole[0]:  # would wait forever: say so now
+        raise WorstCaseTooLarge(worst=worst, limit=whole[0], name=whole[1])
     budget_start = budget_end = None
     budget_key = "mlserve:budget:none"
     if api_key.token_budget_tokens is not None:
@@ -281,9 +303,11 @@ def spend(api_key: ApiKey, *, now: datetime | None = None) -> dict[str, Any] | N
     key = _budget_key(api_key, start)
     try:
         client = _redis()
-        if client.get(key) is None:
+        found = client.get(key)
+        if found is None:
             _seed(client, key, api_key, start, end)
-        used = int(client.get(key) or 0)
+            found = client.get(key)
+        used = int(found or 0)
     except STORE_ERRORS:
         raise ServiceUnavailable("Token budgets cannot be read right now; try again shortly.") from None
     return {

@@ -182,7 +182,7 @@ def _lines(data: dict[str, np.ndarray], chunk_start: datetime, versions: dict[st
     if price is None:
         cost, unpriced = np.zeros(n), spent
     else:
-        cost = (data["prompt_tokens"] * price.prompt + data["completion_tokens"] * price.completion) / 1_000_000
+        cost = price.cost(data["prompt_tokens"], data["completion_tokens"])
         unpriced = np.zeros(n, dtype=np.int64)
     log_columns = [
         ids,

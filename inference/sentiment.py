@@ -207,15 +207,6 @@ def _request(texts: list[str]) -> dict[str, Any]:
     }
 
 
-def _key_limit(api_key: Any) -> int | None:
-    """The most one request's worst case may be for the key: its whole budget or tokens per
-    minute, the smaller (a request over either could never be let through)."""
-    if not budgets.has_limits(api_key):
-        return None
-    limits = [limit for limit in (api_key.token_budget_tokens, api_key.tokens_per_minute) if limit is not None]
-    return min(limits) if limits else None
-
-
 def plan_requests(texts: list[str], *, api_key: Any = None) -> list[list[int]]:
     """The texts (by index) each upstream request carries: all of them in one request when the
     limits allow, else as few requests as fit. A request fits when
@@ -226,19 +217,21 @@ def plan_requests(texts: list[str], *, api_key: Any = None) -> list[list[int]]:
       within the key's whole budget and tokens per minute, if it has them.
     A text too long to fit even alone goes alone: the upstream, or the budget, decides."""
     context, output = settings.SENTIMENT_OPENAI_CONTEXT_TOKENS, settings.SENTIMENT_OPENAI_MAX_OUTPUT_TOKENS
-    key_limit = _key_limit(api_key)
+    whole = budgets.whole_limit(api_key)
+    key_limit = None if whole is None else whole[0]
     model = settings.SENTIMENT_OPENAI_MODEL
     empty = _request([])
     base_tokens, base_bound = token_count.chat_prompt_tokens(empty, model), budgets.prompt_token_bound(empty)
     empty_message = _texts_message([])
+    empty_tokens, empty_bound = token_count.text_tokens(empty_message, model), budgets.token_bound(empty_message)
     groups: list[list[int]] = []
     current: list[int] = []
     tokens, bound = base_tokens, base_bound
     for index, text in enumerate(texts):
         quoted = _texts_message([text])
         # The text as it sits in the array, and its comma; 2 more for merges at its edges.
-        text_tokens = token_count.text_tokens(quoted, model) - token_count.text_tokens(empty_message, model) + 3
-        text_bound = budgets.token_bound(quoted) - budgets.token_bound(empty_message) + 1
+        text_tokens = token_count.text_tokens(quoted, model) - empty_tokens + 3
+        text_bound = budgets.token_bound(quoted) - empty_bound + 1
         reply = REPLY_TOKENS_OVERHEAD + REPLY_TOKENS_PER_TEXT * (len(current) + 1)
         over = (
             reply > output
@@ -327,10 +320,11 @@ def _ask(texts: list[str], api_key: Any, tally: Tally) -> dict[int, SentimentRes
     params = _request(texts)
     try:
         reservation = budgets.reserve_for(api_key, params)
-    except InvalidInput as exc:  # worded for generations: say it of this batch
+    except budgets.WorstCaseTooLarge as exc:  # worded for generations: say it of these texts
         raise InvalidInput(
-            f"{exc.message.split(';')[0]}; send fewer or shorter texts.",
-            details={"texts": ["a text's worst case is over the key's token limits"]},
+            f"This request's worst case ({exc.worst} tokens: its texts' bound and their replies) is more than "
+            f"this API key's whole {exc.name} ({exc.limit}); send shorter texts.",
+            details={"texts": [f"a text's worst case is over the key's {exc.name}"]},
         ) from None
     try:
         completion = llm.chat_create(**params)

@@ -41,6 +41,10 @@ class Price:
     prompt: float  # per 1M prompt tokens
     completion: float  # per 1M completion tokens
 
+    def cost(self, prompt_tokens: Any, completion_tokens: Any) -> Any:
+        """What the tokens cost: of ints a float; of numpy arrays or query expressions, the same."""
+        return (prompt_tokens * self.prompt + completion_tokens * self.completion) / 1_000_000
+
 
 def _price(model: str, value: Any) -> Price:
     if not isinstance(value, dict) or set(value) != {"prompt", "completion"}:
@@ -99,4 +103,4 @@ def cost_of(model: str, prompt_tokens: int, completion_tokens: int) -> Cost:
     price = price_of(model, settings.LLM_PRICES)
     if price is None:
         return Cost(0.0, prompt_tokens + completion_tokens)
-    return Cost((prompt_tokens * price.prompt + completion_tokens * price.completion) / 1_000_000, 0)
+    return Cost(price.cost(prompt_tokens, completion_tokens), 0)

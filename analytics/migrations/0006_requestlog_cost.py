@@ -21,9 +21,7 @@ def price_earlier_calls(apps, schema_editor):
         if price is None:
             rows.update(unpriced_tokens=F("prompt_tokens") + F("completion_tokens"))
         else:
-            rows.update(
-                cost=(F("prompt_tokens") * price.prompt + F("completion_tokens") * price.completion) / 1_000_000.0
-            )
+            rows.update(cost=price.cost(F("prompt_tokens"), F("completion_tokens")))
 
 
 class Migration(migrations.Migration):

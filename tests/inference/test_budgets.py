@@ -278,3 +278,9 @@ def test_removing_a_budget_and_setting_it_again_starts_from_the_log(alice, staff
     assert _chat(client, key).status_code == 200  # not counted against a budget it has not got
     staff_client.patch(url, {"token_budget": {"tokens": 10 * PER_CALL, "period": "day"}}, format="json")
     assert staff_client.get(url).json()["spend"]["used"] == 2 * PER_CALL  # both, from the log
+
+
+def test_a_calls_worst_case_is_the_readmes_74_tokens():
+    # README, "Budgets and cost": a 69-token prompt bound (62 bytes, 4 for the message, 3 for the
+    # reply) and 5 completion tokens; the fake upstream charges the same bound, so pin it here
+    assert prompt_token_bound({"messages": MESSAGES}) == 69 and PER_CALL == 74

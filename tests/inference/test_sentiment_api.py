@@ -364,3 +364,33 @@ def test_a_batch_is_split_to_fit_the_keys_tokens_per_minute(client_for, alice, o
     # five texts fit the limit; the sixth goes next, within what the first request really used
     assert response.status_code == 201, response.content
     assert [len(_sent_texts(c)) for c in openai_sentiment.completion_calls()] == [5, 1]
+
+
+def test_the_largest_batch_goes_in_as_few_requests_as_the_readme_says(settings):
+    # 100 texts of 5,000 characters (SENTIMENT_MAX_TEXTS of SENTIMENT_MAX_CHARS), with the defaults
+    words = [
+        "the",
+        "service",
+        "was",
+        "good",
+        "but",
+        "the",
+        "delivery",
+        "took",
+        "far",
+        "too",
+        "long",
+        "and",
+        "nobody",
+        "answered",
+        "when",
+        "I",
+        "called",
+    ]
+    english = [" ".join(words[(i + j) % len(words)] for j in range(1000))[:5000] for i in range(100)]
+    cjk = ["感" * 5000] * 100
+    settings.SENTIMENT_OPENAI_MODEL = "gpt-4o-mini"
+    assert [len(group) for group in sentiment.plan_requests(english)] == [100]
+    assert [len(group) for group in sentiment.plan_requests(cjk)] == [25, 25, 25, 25]
+    settings.SENTIMENT_OPENAI_MODEL = "llama3.2"  # no tokenizer known here: the byte bound
+    assert len(sentiment.plan_requests(english)) == 5
