@@ -191,10 +191,7 @@ def _fake_openai_server():
 def fake_openai(_fake_openai_server, settings):
     """A local server speaking OpenAI's protocol, configured as this service's upstream."""
     server = _fake_openai_server
-    server.mode, server.delay, server.chunk_delay = "ok", 0.0, 0.0
-    server.usage_as_estimated, server.stream_usage = False, True
-    server.in_flight = server.most_in_flight = 0
-    server.calls.clear()
+    server.reset()
     settings.OPENAI_BASE_URL = server.base_url
     settings.OPENAI_API_KEY = "sk-test-upstream-key"
     settings.OPENAI_MODEL = "fake-gpt"

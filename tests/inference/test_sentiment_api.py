@@ -2,6 +2,7 @@
 local server, the hybrid fallback, the cache, and what is recorded."""
 
 import json
+import time
 
 import pytest
 
@@ -270,6 +271,21 @@ def test_a_text_without_a_valid_result_is_asked_for_again(client_for, alice, ope
     assert recorded.prompt_tokens == sum(
         len(str(m["content"]).split()) for c in (first, second) for m in c["body"]["messages"]
     )
+
+
+def test_a_call_given_up_on_cannot_take_the_next_tests_fault(client_for, alice, openai_sentiment, settings):
+    # A timed-out call leaves the fake upstream asleep on it; the next test's reset waits for it,
+    # or it would wake inside that test and take the fault meant for that test's batch.
+    settings.OPENAI_TIMEOUT_SECONDS = 0.3
+    openai_sentiment.mode, openai_sentiment.delay = "slow", 1.0
+    assert analyse(client_for(alice), {"texts": BATCH[:1]}).status_code == 504
+    openai_sentiment.reset()  # what the fake_openai fixture does before each test
+    assert openai_sentiment.in_flight == 0
+    openai_sentiment.sentiment_fault, openai_sentiment.sentiment_faults = "bad-last", 1
+    time.sleep(1.0)  # past the moment the given-up call would have woken
+    response = analyse(client_for(alice), {"texts": BATCH[1:]})
+    assert response.status_code == 201
+    assert len(openai_sentiment.completion_calls()) == 2  # the fault was this batch's, and it was asked again
 
 
 def test_a_text_still_without_a_result_is_502_naming_it_and_nothing_is_stored(client_for, alice, openai_sentiment):

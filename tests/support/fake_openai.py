@@ -85,6 +85,20 @@ class FakeOpenAI(ThreadingHTTPServer):
         self.sentiment_faults = 0
         self.in_flight = self.most_in_flight = 0  # requests being answered at once, and the most seen
         self.lock = threading.Lock()
+        self.idle = threading.Condition(self.lock)  # notified when in_flight drops to 0
+
+    def reset(self, drain_seconds: float = 60.0) -> None:
+        """Back to a healthy upstream with no calls seen, for the next test. First waits for the
+        requests still being answered: a call an earlier test timed out on is still sleeping
+        here, and would otherwise wake up inside this test, take its fault and answer nobody."""
+        with self.idle:
+            if not self.idle.wait_for(lambda: self.in_flight == 0, timeout=drain_seconds):
+                raise RuntimeError(f"{self.in_flight} fake upstream requests still open after {drain_seconds} s")
+            self.mode, self.delay, self.chunk_delay = "ok", 0.0, 0.0
+            self.usage_as_estimated, self.stream_usage = False, True
+            self.sentiment_fault, self.sentiment_faults = "", 0
+            self.most_in_flight = 0
+            self.calls.clear()
 
     @property
     def base_url(self) -> str:
@@ -141,6 +155,8 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             with self.server.lock:
                 self.server.in_flight -= 1
+                if self.server.in_flight == 0:
+                    self.server.idle.notify_all()
 
     def _post(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
