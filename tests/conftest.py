@@ -4,6 +4,7 @@ demo models registered once per session in the real PostgreSQL test database."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -116,7 +117,10 @@ def gunicorn_server(committed_demo_models, tmp_path):
             command += ["--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
             if gunicorn_config:
                 command += ["--config", "python:project.gunicorn"]
-        processes.append(subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=log))
+        # Its own process group, so that its workers can be killed with it if it will not stop.
+        processes.append(
+            subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=log, stderr=log, start_new_session=True)
+        )
         base_url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 90  # the machine may be loaded: be generous
         while time.monotonic() < deadline:
@@ -133,8 +137,13 @@ def gunicorn_server(committed_demo_models, tmp_path):
         process.terminate()
     for process in processes:
         # The production server lets open keep-alive connections finish for up to its workers'
-        # kill timeout (30 s) before it ends them: wait past that.
-        process.wait(timeout=45)
+        # kill timeout (30 s) before it ends them: wait past that. A server still up then is
+        # killed, workers and all: left running, it could write rows into the next test.
+        try:
+            process.wait(timeout=45)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def _make_user(username: str, **extra: object):

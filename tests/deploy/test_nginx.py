@@ -212,7 +212,12 @@ def test_predictions_keep_their_speed_while_300_clients_trickle_headers(gunicorn
         idle = prediction_latencies(session, proxy.base_url, key, 150)
         clients = TricklingClients(proxy.base_url, 300)
         try:
-            loaded = prediction_latencies(session, proxy.base_url, key, 150)
+            # Up to 150, but only while no slow client can have reached the header timeout:
+            # on a loaded machine 150 predictions can take longer than that.
+            loaded: list[float] = []
+            measure_until = clients.connected_at + HEADER_TIMEOUT_SECONDS - 3
+            while len(loaded) < 150 and time.monotonic() < measure_until:
+                loaded += prediction_latencies(session, proxy.base_url, key, 1)
             # Every slow client was still being waited for while the predictions ran...
             held = clients.still_open()
             # ...and nginx cuts each off once its header has taken client_header_timeout, though
@@ -227,11 +232,14 @@ def test_predictions_keep_their_speed_while_300_clients_trickle_headers(gunicorn
     ratio = statistics.median(loaded) / statistics.median(idle)
     print(
         f"prediction p50 through nginx: {statistics.median(idle) * 1000:.1f} ms idle, "
-        f"{statistics.median(loaded) * 1000:.1f} ms with 300 clients trickling headers (x{ratio:.2f}); "
+        f"{statistics.median(loaded) * 1000:.1f} ms ({len(loaded)} of them) with 300 clients trickling headers "
+        f"(x{ratio:.2f}); "
         f"{held} of 300 held during the predictions; all cut off {cut_after:.1f} s after connecting"
     )
+    assert len(loaded) >= 20, len(loaded)  # enough for a median
     assert held == 300
-    assert ratio < 2
+    # Starved predictions would wait behind the slow clients for seconds: a ratio in the hundreds.
+    assert ratio < 3
     assert left == 0
     assert cut_after >= HEADER_TIMEOUT_SECONDS - 1
 

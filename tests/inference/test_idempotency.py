@@ -233,21 +233,27 @@ def test_a_new_api_key_cannot_be_replayed_so_the_header_is_refused(client_for, s
 
 
 def test_a_second_request_while_the_first_runs_is_409(gunicorn_server, alice, fake_openai):
-    fake_openai.mode, fake_openai.delay = "slow", 2.0
+    fake_openai.mode = "hold"  # the first call waits at the upstream until the second is answered
     base = gunicorn_server(
         workers=2, production_config=True, OPENAI_BASE_URL=fake_openai.base_url, OPENAI_API_KEY="sk-test"
     )
     key = api_key_create(user=alice, name="idem", created_by=None).key
     headers = {"X-API-Key": key, "Idempotency-Key": "slow-one"}
 
-    def generate(delay: float) -> requests.Response:
-        time.sleep(delay)
-        return requests.post(f"{base}/api/v1/generations/", json={"prompt": "hi"}, headers=headers, timeout=30)
+    def generate() -> requests.Response:
+        return requests.post(f"{base}/api/v1/generations/", json={"prompt": "hi"}, headers=headers, timeout=120)
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        first, second = pool.map(generate, [0, 0.7])
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(generate)
+        deadline = time.monotonic() + 60  # the first has claimed the key once it reaches the upstream
+        while not fake_openai.completion_calls() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(fake_openai.completion_calls()) == 1
+        second = generate()
+        fake_openai.release.set()
+        first = running.result()
     assert (first.status_code, second.status_code) == (201, 409)
-    replay = generate(0)
+    replay = generate()
     assert (replay.status_code, replay.json()["id"]) == (201, first.json()["id"])
 
 

@@ -4,8 +4,9 @@ The real `openai` SDK talks to it over real HTTP. Its behaviour is set per test 
 `server.mode` ("ok", "slow", "429", "500", "malformed", "prose", and for streams "cut-stream": no
 finish reason, "garbled-stream": a chunk that is not JSON, "null-choices": a chunk whose choices
 are null, "odd-types": a chunk whose content is a number; "odd-completion": choices that are not
-objects) and `server.delay`; every
-request it receives is kept in `server.calls`, so a test can tell whether the upstream was asked.
+objects), `server.delay`, and "hold": every call waits until the test sets `server.release`;
+every request it receives is kept in `server.calls`, so a test can tell whether the upstream was
+asked.
 """
 
 from __future__ import annotations
@@ -86,14 +87,19 @@ class FakeOpenAI(ThreadingHTTPServer):
         self.in_flight = self.most_in_flight = 0  # requests being answered at once, and the most seen
         self.lock = threading.Lock()
         self.idle = threading.Condition(self.lock)  # notified when in_flight drops to 0
+        self.release = threading.Event()  # what calls in "hold" mode wait for
 
     def reset(self, drain_seconds: float = 60.0) -> None:
-        """Back to a healthy upstream with no calls seen, for the next test. First waits for the
-        requests still being answered: a call an earlier test timed out on is still sleeping
-        here, and would otherwise wake up inside this test, take its fault and answer nobody."""
+        """Back to a healthy upstream with no calls seen, for the next test.
+
+        First lets held calls go and waits for the requests still being answered: a call an
+        earlier test timed out on is still sleeping here, and would otherwise wake up inside
+        this test, take its fault and answer nobody."""
+        self.release.set()
         with self.idle:
             if not self.idle.wait_for(lambda: self.in_flight == 0, timeout=drain_seconds):
                 raise RuntimeError(f"{self.in_flight} fake upstream requests still open after {drain_seconds} s")
+            self.release = threading.Event()
             self.mode, self.delay, self.chunk_delay = "ok", 0.0, 0.0
             self.usage_as_estimated, self.stream_usage = False, True
             self.sentiment_fault, self.sentiment_faults = "", 0
@@ -135,6 +141,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _begin(self) -> None:
+        with self.server.lock:
+            self.server.in_flight += 1
+            self.server.most_in_flight = max(self.server.most_in_flight, self.server.in_flight)
+
+    def _done(self) -> None:
+        with self.server.lock:
+            self.server.in_flight -= 1
+            if self.server.in_flight == 0:
+                self.server.idle.notify_all()
+
     def do_GET(self) -> None:
         with self.server.lock:
             self.server.calls.append(
@@ -147,16 +164,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"error": {"message": "no such route", "type": "invalid_request_error"}})
 
     def do_POST(self) -> None:
-        with self.server.lock:
-            self.server.in_flight += 1
-            self.server.most_in_flight = max(self.server.most_in_flight, self.server.in_flight)
+        self._begin()
         try:
             self._post()
         finally:
-            with self.server.lock:
-                self.server.in_flight -= 1
-                if self.server.in_flight == 0:
-                    self.server.idle.notify_all()
+            self._done()
 
     def _post(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -168,6 +180,9 @@ class _Handler(BaseHTTPRequestHandler):
         mode = self.server.mode
         if mode == "slow":
             time.sleep(self.server.delay)
+        elif mode == "hold":
+            self.server.release.wait(timeout=300)
+            mode = "ok"
         if mode == "429":
             error = {"message": f"Rate limit reached for key {LEAKY_KEY}", "type": "requests", "code": "rate_limit"}
             self._send_json(429, {"error": error}, {"retry-after": "0"})
