@@ -9,7 +9,6 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import DatabaseError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -20,8 +19,7 @@ from accounts.permissions import authenticated_user
 from accounts.policies import ELEVATED_USER_FIELDS, key_owner_refusal, may_edit_user
 from accounts.ratelimits import rate_is_valid
 from accounts.services import api_key_limits_saved, api_key_revoke
-from accounts.spend import spend_of
-from project.errors import AppError
+from accounts.spend import UNREADABLE, spend_of
 from project.http import client_ip
 
 
@@ -108,7 +106,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         """This period's remaining tokens of the key's budget (one Redis read a row)."""
         try:
             found = spend_of(api_key)
-        except (AppError, DatabaseError):
+        except UNREADABLE:
             return "unavailable"
         if found is None:
             return "—"

@@ -13,9 +13,8 @@ from rest_framework_simplejwt.settings import api_settings
 from accounts.models import ApiKey
 from accounts.policies import key_owner_refusal
 from accounts.ratelimits import rate_is_valid
-from accounts.spend import spend_of
+from accounts.spend import UNREADABLE, spend_of
 from accounts.tokens import RevocableRefreshToken
-from project.errors import AppError
 from project.fields import StrictCharField, StrictIntegerField
 from project.schema import NO_NUL
 
@@ -214,6 +213,6 @@ class ApiKeyDetailSerializer(ApiKeySerializer):
     def get_spend(self, api_key: ApiKey) -> dict[str, Any] | None:
         try:
             found = spend_of(api_key)
-        except AppError:  # the store cannot be read: the key is still shown (a PATCH was still saved)
+        except UNREADABLE:  # the key is still shown (a PATCH was still saved)
             return None
         return None if found is None else SpendSerializer(found).data

@@ -9,10 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.db import DatabaseError
+
 from accounts.models import ApiKey
+from project.errors import AppError
 
 SpendReader = Callable[[ApiKey], dict[str, Any] | None]
 SpendForgetter = Callable[[ApiKey], None]
+# What reading a spend raises when it cannot be read right now: the store (Redis) is unreachable,
+# or the request log it is counted again from is. Where a key is shown, it is shown without it.
+UNREADABLE = (AppError, DatabaseError)
 _reader: SpendReader | None = None
 _forgetter: SpendForgetter | None = None
 

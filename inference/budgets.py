@@ -208,6 +208,10 @@ def _redis() -> Any:
     return get_redis_connection(settings.RATELIMIT_USE_CACHE)
 
 
+def _unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable("Token budgets cannot be checked right now; try again shortly.")
+
+
 def reserve(api_key: Any, *, prompt_tokens: int, max_tokens: int) -> Reservation | None:
     """Hold the call's worst case against the key's limits, or raise the 429 it is over (None:
     the caller is not a key with limits)."""
@@ -241,11 +245,11 @@ def reserve(api_key: Any, *, prompt_tokens: int, max_tokens: int) -> Reservation
             (outcome,) = _RESERVE(keys=keys, args=args, client=client)
     except STORE_ERRORS as exc:
         logger.error("token budgets unavailable (%s): generation refused", exc.__class__.__name__)
-        raise ServiceUnavailable("Token budgets cannot be checked right now; try again shortly.") from None
+        raise _unavailable() from None
     if outcome == 0:
         return reservation
     if outcome == -1:  # the counter went missing again between the seed and the script
-        raise ServiceUnavailable("Token budgets cannot be checked right now; try again shortly.")
+        raise _unavailable()
     metrics.count_refusal("token_budget" if outcome == 1 else "tokens_per_minute" if outcome == 2 else "parallel")
     if outcome == 1:
         assert budget_end is not None  # noqa: S101 - outcome 1 only with a budget

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import DatabaseError
 
-from inference import llm, sentiment, token_count
+from inference import budgets, llm, sentiment, token_count
 from inference.models import Generation, SentimentCall
 from inference.response_cache import cache_key, cached_answer, cached_answers, remember_answer, remember_answers
 from project.db import release_connection
@@ -178,8 +178,23 @@ def _first_choice(completion: dict[str, Any]) -> tuple[str, str]:
     return content or "", _text_or(choice.get("finish_reason"), "")
 
 
-def completion_create(*, user: User, request: GenerationRequest) -> CompletionAnswer:
-    """A non-streaming completion, from the cache when the request is deterministic."""
+def completion_create(*, user: User, request: GenerationRequest, api_key: Any = None) -> CompletionAnswer:
+    """A non-streaming completion, from the cache when the request is deterministic, within
+    `api_key`'s token limits (inference.budgets): its worst case reserved first (which also
+    gives a key with limits a max_tokens, before the cache key is made), then settled to what it
+    used (nothing, from the cache), or given back if it failed."""
+    reservation = budgets.reserve_for(api_key, request.params)
+    try:
+        answer = _completion(user=user, request=request)
+    except BaseException:
+        budgets.release(reservation)
+        raise
+    used = 0 if answer.cached else answer.generation.prompt_tokens + answer.generation.completion_tokens
+    budgets.settle(reservation, used=used)
+    return answer
+
+
+def _completion(*, user: User, request: GenerationRequest) -> CompletionAnswer:
     started = time.perf_counter()
     # The parameters apart: OpenAI's own `user` parameter is one of them.
     key = cache_key("completion", user=user.pk, params=request.params) if request.cacheable else None
@@ -210,19 +225,29 @@ def completion_stream(
     user: User,
     request: GenerationRequest,
     render: StreamRenderer,
+    api_key: Any = None,
     on_finish: Callable[[Generation | None, AppError | None], None] | None = None,
 ) -> Iterator[bytes]:
     """Open the upstream stream now (so a failure to start is a plain error status), then
     yield server-sent events as `render` shapes them, recording the generation at the end
     (and telling `on_finish` how it ended, for the request log).
 
+    Held against `api_key`'s token limits like `completion_create`: reserved before the stream
+    opens, given back if it cannot, and settled when it ends to the tokens recorded (or, when
+    the record could not be written, to the whole reservation: unknown use counts as spent).
+
     A stream counts as answered only when every choice it started has a finish reason: one that
     ends without (cut off, or a body that was never a stream), or with a chunk that cannot be
     read, ends with an error event and is recorded as the failure it is, never as a success.
     """
     started = time.perf_counter()
-    release_connection()
-    chunks = llm.chat_stream(**request.params)
+    reservation = budgets.reserve_for(api_key, request.params)
+    try:
+        release_connection()
+        chunks = llm.chat_stream(**request.params)
+    except BaseException:
+        budgets.release(reservation)
+        raise
 
     def events() -> Iterator[bytes]:
         parts: list[str] = []
@@ -285,6 +310,10 @@ def completion_stream(
                 logger.exception("could not record a streamed generation")
                 if failure is None:
                     failure = DatabaseUnavailable()
+            if generation is not None:
+                budgets.settle(reservation, used=generation.prompt_tokens + generation.completion_tokens)
+            elif reservation is not None:
+                budgets.settle(reservation, used=reservation.tokens)
             if on_finish is not None:
                 on_finish(generation, failure)
             close = getattr(chunks, "close", None)
@@ -388,9 +417,23 @@ class EmbeddingsAnswer:
     cached: bool
 
 
-def embeddings_create(*, user: User, params: dict[str, Any]) -> EmbeddingsAnswer:
+def embeddings_create(*, user: User, params: dict[str, Any], api_key: Any = None) -> EmbeddingsAnswer:
     """Embeddings, from the cache when the same caller asked the same before (they are
-    deterministic), recorded with the tokens they used."""
+    deterministic), recorded with the tokens they used. Held against `api_key`'s token limits
+    as completions are: the inputs' bound reserved (embeddings have no completion), then settled
+    to the tokens used."""
+    prompt_tokens = sum(budgets.token_bound(text) for text in params["input"])
+    reservation = budgets.reserve(api_key, prompt_tokens=prompt_tokens, max_tokens=0)
+    try:
+        answer = _embeddings(user=user, params=params)
+    except BaseException:
+        budgets.release(reservation)
+        raise
+    budgets.settle(reservation, used=0 if answer.cached else answer.generation.prompt_tokens)
+    return answer
+
+
+def _embeddings(*, user: User, params: dict[str, Any]) -> EmbeddingsAnswer:
     started = time.perf_counter()
     key = cache_key("embeddings", user=user.pk, params=params)
     answer: dict[str, Any] | None = cached_answer(key)

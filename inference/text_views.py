@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from accounts.permissions import authenticated_user
 from analytics.recording import note_failure, note_usage
-from inference import budgets, llm, sentiment, text_services
+from inference import llm, sentiment, text_services
 from inference.idempotency import idempotent
 from inference.models import Generation
 from inference.response_cache import cache_key, cached_answer, remember_answer
@@ -50,19 +50,11 @@ def _note_tokens(request: Request, generation: Generation) -> None:
         )
 
 
-def _stream_finished(
-    request: Request,
-    reservation: budgets.Reservation | None,
-    generation: Generation | None,
-    failure: AppError | None,
-) -> None:
-    """A stream ended: its tokens (None: its record could not be written, and its reservation
-    stands as spent), and how it failed if it did, for its request-log row and the key's budget."""
+def _stream_finished(request: Request, generation: Generation | None, failure: AppError | None) -> None:
+    """A stream ended: its tokens (None: its record could not be written), and how it failed if
+    it did, for its request-log row."""
     if generation is not None:
         _note_tokens(request, generation)
-        budgets.settle(reservation, used=generation.prompt_tokens + generation.completion_tokens)
-    elif reservation is not None:
-        budgets.settle(reservation, used=reservation.tokens)
     if failure is not None:
         note_failure(request, status=failure.status_code, code=failure.code)
 
@@ -70,19 +62,15 @@ def _stream_finished(
 def _streamed(
     request: Request, generation: text_services.GenerationRequest, render: text_services.StreamRenderer
 ) -> StreamingHttpResponse:
-    """Server-Sent Events from the upstream's stream, its tokens noted for the request log and
-    charged to the key's budget when it ends."""
-    reservation = budgets.reserve_for(request.auth, generation.params)
-    try:
-        events = text_services.completion_stream(
-            user=authenticated_user(request),
-            request=generation,
-            render=render,
-            on_finish=functools.partial(_stream_finished, request, reservation),
-        )
-    except BaseException:
-        budgets.release(reservation)
-        raise
+    """Server-Sent Events from the upstream's stream, its tokens noted for the request log when
+    it ends (the service charges them to the key's budget)."""
+    events = text_services.completion_stream(
+        user=authenticated_user(request),
+        request=generation,
+        render=render,
+        api_key=request.auth,
+        on_finish=functools.partial(_stream_finished, request),
+    )
     response = StreamingHttpResponse(events, content_type="text/event-stream")
     for name, value in SSE_HEADERS.items():
         response[name] = value
@@ -90,16 +78,8 @@ def _streamed(
 
 
 def _completion(request: Request, generation: text_services.GenerationRequest) -> text_services.CompletionAnswer:
-    """A non-streamed completion within the key's limits: its worst case reserved first, then
-    settled to what it used (nothing, from the cache), or given back if it failed."""
-    reservation = budgets.reserve_for(request.auth, generation.params)
-    try:
-        answer = text_services.completion_create(user=authenticated_user(request), request=generation)
-    except BaseException:
-        budgets.release(reservation)
-        raise
-    used = 0 if answer.cached else answer.generation.prompt_tokens + answer.generation.completion_tokens
-    budgets.settle(reservation, used=used)
+    """A non-streamed completion within the key's limits, its tokens noted for the request log."""
+    answer = text_services.completion_create(user=authenticated_user(request), request=generation, api_key=request.auth)
     _note_tokens(request, answer.generation)
     return answer
 
@@ -294,13 +274,6 @@ class OpenAIEmbeddingsView(APIView):
         params.is_valid(raise_exception=True)
         data = {name: value for name, value in params.validated_data.items() if value is not None}
         data["model"] = data.get("model") or settings.OPENAI_EMBEDDING_MODEL
-        prompt_tokens = sum(budgets.token_bound(text) for text in data["input"])
-        reservation = budgets.reserve(request.auth, prompt_tokens=prompt_tokens, max_tokens=0)
-        try:
-            answer = text_services.embeddings_create(user=authenticated_user(request), params=data)
-        except BaseException:
-            budgets.release(reservation)
-            raise
-        budgets.settle(reservation, used=0 if answer.cached else answer.generation.prompt_tokens)
+        answer = text_services.embeddings_create(user=authenticated_user(request), params=data, api_key=request.auth)
         _note_tokens(request, answer.generation)
         return Response(answer.answer)

@@ -268,6 +268,40 @@ def test_with_redis_unreachable_a_limited_key_is_refused_not_let_through(alice, 
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("cause", ["redis", "database"])
+def test_a_spend_that_cannot_be_read_leaves_the_key_shown(
+    alice, staff, client, client_for, django_user_model, exact, monkeypatch, cause
+):
+    """The key's detail route and the admin's list both show the key without its spend, whether
+    Redis is unreachable or the request log it is counted again from is."""
+    import redis
+    from django.db import OperationalError
+
+    from inference import budgets
+
+    _key(alice, token_budget_tokens=1000, token_budget_period="day")
+    api_key = ApiKey.objects.get(user=alice)
+    if cause == "redis":
+
+        def unreachable():
+            raise redis.ConnectionError("down")
+
+        monkeypatch.setattr(budgets, "_redis", unreachable)
+    else:  # no counter yet, so the spend is counted again from the log, which fails
+
+        def log_unreadable(*args, **kwargs):
+            raise OperationalError("the request log cannot be read")
+
+        monkeypatch.setattr(budgets, "_seed", log_unreadable)
+    detail = client_for(staff).get(f"/api/v1/api-keys/{api_key.pk}/")
+    assert detail.status_code == 200
+    assert detail.json()["spend"] is None and detail.json()["token_budget"]["tokens"] == 1000
+    client.force_login(django_user_model.objects.create_superuser("root", password="pw-for-tests-only"))
+    page = client.get("/admin/accounts/apikey/")
+    assert page.status_code == 200 and "unavailable" in page.content.decode()
+
+
+@pytest.mark.django_db
 def test_removing_a_budget_and_setting_it_again_starts_from_the_log(alice, staff, client_for, exact):
     key = _key(alice, token_budget_tokens=10 * PER_CALL, token_budget_period="day")
     client = client_for(None)
