@@ -240,8 +240,8 @@ def completion_stream(
     ends without (cut off, or a body that was never a stream), or with a chunk that cannot be
     read, ends with an error event and is recorded as the failure it is, never as a success.
     """
-    started = time.perf_counter()
     reservation = budgets.reserve_for(api_key, request.params)
+    started = time.perf_counter()
     try:
         release_connection()
         chunks = llm.chat_stream(**request.params)
@@ -258,6 +258,7 @@ def completion_stream(
         failure: AppError | None = ClientClosedRequest()
         generation: Generation | None = None
         try:
+            yield b""  # where the stream waits once primed (below): from here, closing it runs the finally
             for chunk in chunks:
                 with _malformed_chunks():
                     model = _text_or(chunk.model, model)
@@ -283,42 +284,47 @@ def completion_stream(
             failure = exc
             yield render.error(exc)
         finally:
-            output = "".join(parts)
-            # No usage from the upstream (one that ignores include_usage, or a client that left
-            # before the last chunk): what was sent and received, counted with the model's own
-            # tokenizer where it is known, else at its bound (inference/token_count.py), and
-            # marked as estimated.
-            estimated = usage.total_tokens == 0 and (
-                bool(output) or failure is None or isinstance(failure, ClientClosedRequest)
-            )
-            if estimated:
-                usage = token_count.count_chat(request.params, output + "".join(received), model=model).usage
             try:
-                generation = _record(
-                    user=user,
-                    request=request,
-                    output=output,
-                    finish_reason=finish_reasons.get(0, ""),
-                    usage=usage,
-                    cached=False,
-                    started=started,
-                    error_code=failure.code if failure is not None else "",
-                    model=model,
-                    usage_estimated=estimated,
+                output = "".join(parts)
+                # No usage from the upstream (one that ignores include_usage, or a client that left
+                # before the last chunk): what was sent and received, counted with the model's own
+                # tokenizer where it is known, else at its bound (inference/token_count.py), and
+                # marked as estimated.
+                estimated = usage.total_tokens == 0 and (
+                    bool(output) or failure is None or isinstance(failure, ClientClosedRequest)
                 )
-            except DatabaseError:
-                logger.exception("could not record a streamed generation")
-                if failure is None:
-                    failure = DatabaseUnavailable()
-            if generation is not None:
-                budgets.settle(reservation, used=generation.prompt_tokens + generation.completion_tokens)
-            elif reservation is not None:
-                budgets.settle(reservation, used=reservation.tokens)
+                if estimated:
+                    usage = token_count.count_chat(request.params, output + "".join(received), model=model).usage
+                try:
+                    generation = _record(
+                        user=user,
+                        request=request,
+                        output=output,
+                        finish_reason=finish_reasons.get(0, ""),
+                        usage=usage,
+                        cached=False,
+                        started=started,
+                        error_code=failure.code if failure is not None else "",
+                        model=model,
+                        usage_estimated=estimated,
+                    )
+                except DatabaseError:
+                    logger.exception("could not record a streamed generation")
+                    if failure is None:
+                        failure = DatabaseUnavailable()
+            finally:
+                # Whatever became of the record, the key's budget is settled (to the whole
+                # reservation when the record could not say what was used) and the upstream
+                # call stops now, not when the generator is collected.
+                if generation is not None:
+                    budgets.settle(reservation, used=generation.prompt_tokens + generation.completion_tokens)
+                elif reservation is not None:
+                    budgets.settle(reservation, used=reservation.tokens)
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
             if on_finish is not None:
                 on_finish(generation, failure)
-            close = getattr(chunks, "close", None)
-            if close is not None:  # the upstream call stops now, not when the generator is collected
-                close()
         if failure is None and generation is not None:  # recorded: else failure says why not
             done = render.done(generation, usage)
             if done:
@@ -326,7 +332,12 @@ def completion_stream(
         elif isinstance(failure, DatabaseUnavailable):
             yield render.error(failure)
 
-    return events()
+    # Started now, up to its first line inside the try: a stream closed or dropped before anyone
+    # reads it (a client gone before the first byte) is then recorded, settled and its upstream
+    # call stopped like one left midway. A generator not yet started runs nothing when closed.
+    stream = events()
+    next(stream)
+    return stream
 
 
 def _tool_call_text(delta: Any) -> list[str]:

@@ -207,4 +207,5 @@ def fake_openai(_fake_openai_server, settings):
     settings.SENTIMENT_OPENAI_MODEL = "fake-gpt"
     settings.OPENAI_TIMEOUT_SECONDS = 5.0
     settings.OPENAI_MAX_RETRIES = 0
-    return server
+    yield server
+    server.release.set()  # a test that failed while its calls were held: let them go now

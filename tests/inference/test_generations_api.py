@@ -102,7 +102,7 @@ def test_upstream_failures_map_to_the_contract_without_leaking(client_for, alice
 
 def test_upstream_timeout_is_504(client_for, alice, fake_openai, settings):
     settings.OPENAI_TIMEOUT_SECONDS = 0.3
-    fake_openai.mode, fake_openai.delay = "slow", 1.0
+    fake_openai.mode = "hold"  # no answer until the next test's reset lets it go
     response = generate(client_for(alice), {"prompt": "hi"})
     assert response.status_code == 504
     assert response.json()["error"]["code"] == "upstream_timeout"

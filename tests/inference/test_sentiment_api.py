@@ -2,7 +2,6 @@
 local server, the hybrid fallback, the cache, and what is recorded."""
 
 import json
-import time
 
 import pytest
 
@@ -159,7 +158,7 @@ def test_openai_failures_map_to_the_contract(client_for, alice, openai_sentiment
 
 def test_openai_timeout_is_504(client_for, alice, openai_sentiment, settings):
     settings.OPENAI_TIMEOUT_SECONDS = 0.3
-    openai_sentiment.mode, openai_sentiment.delay = "slow", 1.0
+    openai_sentiment.mode = "hold"  # no answer until the next test's reset lets it go
     response = analyse(client_for(alice), {"text": "I love it"})
     assert response.status_code == 504
     assert response.json()["error"]["code"] == "upstream_timeout"
@@ -178,7 +177,7 @@ def test_hybrid_falls_back_to_local_and_says_so(client_for, alice, fake_openai, 
     assert SentimentCall.objects.get(pk=fallback["id"]).backend == "local"
 
     settings.OPENAI_TIMEOUT_SECONDS = 0.3
-    fake_openai.mode, fake_openai.delay = "slow", 1.0
+    fake_openai.mode = "hold"
     assert analyse(client, {"text": "I quite love it"}).json()["backend"] == "local"
 
 
@@ -280,9 +279,8 @@ def test_a_call_given_up_on_cannot_take_the_next_tests_fault(client_for, alice, 
     openai_sentiment.mode, openai_sentiment.delay = "slow", 1.0
     assert analyse(client_for(alice), {"texts": BATCH[:1]}).status_code == 504
     openai_sentiment.reset()  # what the fake_openai fixture does before each test
-    assert openai_sentiment.in_flight == 0
+    assert openai_sentiment.in_flight == 0  # it waited: the given-up call is no longer asleep in it
     openai_sentiment.sentiment_fault, openai_sentiment.sentiment_faults = "bad-last", 1
-    time.sleep(1.0)  # past the moment the given-up call would have woken
     response = analyse(client_for(alice), {"texts": BATCH[1:]})
     assert response.status_code == 201
     assert len(openai_sentiment.completion_calls()) == 2  # the fault was this batch's, and it was asked again
