@@ -6,8 +6,9 @@
 FROM python:3.11-slim AS builder
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
-COPY requirements.txt /tmp/requirements.txt
-RUN /opt/venv/bin/pip install --require-hashes -r /tmp/requirements.txt
+COPY requirements-pip.txt requirements.txt /tmp/
+RUN /opt/venv/bin/pip install --require-hashes -r /tmp/requirements-pip.txt \
+    && /opt/venv/bin/pip install --require-hashes -r /tmp/requirements.txt
 
 FROM python:3.11-slim AS runtime
 ENV PATH=/opt/venv/bin:$PATH \

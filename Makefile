@@ -12,6 +12,7 @@ PIP_INSTALL := $(BIN)/python -m pip install --require-hashes --no-color
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
+PIP_STAMP := $(VENV)/.installed-pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -21,7 +22,11 @@ $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 or newer is needed (python3 --version)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-$(RUNTIME_STAMP): requirements.txt | $(BIN)/python
+$(PIP_STAMP): requirements-pip.txt | $(BIN)/python
+	$(PIP_INSTALL) --quiet -r requirements-pip.txt
+	@touch $@
+
+$(RUNTIME_STAMP): requirements.txt $(PIP_STAMP)
 	@echo "==> Installing what serving needs (requirements.txt) into $(VENV): about 30 s the first time, then only when the lock changes"
 	$(PIP_INSTALL) -r requirements.txt
 	@touch $@

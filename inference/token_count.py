@@ -177,10 +177,17 @@ class Counted:
 
 def count_chat(params: dict[str, Any], output: str, *, model: str) -> Counted:
     """What a chat call sent and received, in tokens: tiktoken's count for an OpenAI model,
-    else the byte bound (never fewer than the real count)."""
+    else the byte bound (never fewer than the real count).
+
+    The completion is never counted above the request's `max_tokens` for each choice: the
+    upstream stops there and cannot bill more, so a byte bound past it would only overcharge."""
     enc = encoding_for(model) or encoding_for(params.get("model") or "")
+    cap = budgets.completion_token_bound(params)
     if enc is None:
-        usage = llm.Usage(budgets.prompt_token_bound(params), budgets.token_bound(output))
-        return Counted(usage=usage, tokenizer="bytes")
-    usage = llm.Usage(prompt_tokens(params, enc), len(enc.encode(output, disallowed_special=())))
-    return Counted(usage=usage, tokenizer=enc.name)
+        prompt, completion, tokenizer = budgets.prompt_token_bound(params), budgets.token_bound(output), "bytes"
+    else:
+        prompt, completion = prompt_tokens(params, enc), len(enc.encode(output, disallowed_special=()))
+        tokenizer = enc.name
+    if cap:
+        completion = min(completion, cap)
+    return Counted(usage=llm.Usage(prompt, completion), tokenizer=tokenizer)

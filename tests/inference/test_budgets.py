@@ -115,17 +115,24 @@ def test_tokens_per_minute_and_parallel_generations(alice, client_for, exact):
 
 @pytest.mark.django_db
 def test_a_stream_without_usage_is_estimated_and_counted(alice, client_for, fake_openai, staff):
-    fake_openai.stream_usage = False  # an upstream that ignores include_usage
-    key = _key(alice, token_budget_tokens=10_000, token_budget_period="day")
-    response = _chat(client_for(None), key, stream=True)
+    """An upstream that ignores include_usage: the stream is charged its estimate, and that stops
+    a budget (one that had room for two calls before it, and has room for none after it)."""
+    fake_openai.stream_usage = False
+    key = _key(alice, token_budget_tokens=2 * PER_CALL - 1, token_budget_period="day")
+    client = client_for(None)
+    response = _chat(client, key, stream=True)
     b"".join(response.streaming_content)
     generation = Generation.objects.get()
     assert generation.usage_estimated
     assert generation.prompt_tokens == prompt_token_bound({"messages": MESSAGES, "max_tokens": MAX_TOKENS})
-    assert generation.completion_tokens == len(b"Echo: one two three four")  # its text, at its bound
+    # "Echo: one two three four" is 24 bytes at its bound, but the upstream stops at max_tokens
+    assert generation.completion_tokens == MAX_TOKENS
     api_key = ApiKey.objects.get(user=alice)
     spend = client_for(staff).get(f"/api/v1/api-keys/{api_key.pk}/").json()["spend"]
-    assert spend["used"] == generation.prompt_tokens + generation.completion_tokens
+    assert spend["used"] == generation.prompt_tokens + generation.completion_tokens == PER_CALL
+    refused = _chat(client, key)
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "budget_exceeded"
+    assert Generation.objects.count() == 1
 
 
 @pytest.mark.django_db
@@ -179,6 +186,51 @@ def test_the_budget_is_exact_across_four_workers_hit_concurrently(gunicorn_serve
     from inference.budgets import spend
 
     assert spend(api_key)["used"] == 10 * PER_CALL
+
+
+def test_with_usage_below_the_worst_case_the_budget_is_never_overspent(gunicorn_server, alice, fake_openai, capsys):
+    """Calls that use less than they reserve (17 tokens of a 74-token worst case): settling gives
+    the rest back, so more calls fit than worst cases do, and under concurrency the budget still
+    holds: what was used never passes it, and spend, generations and the request log agree."""
+    base = gunicorn_server(
+        workers=4, OPENAI_BASE_URL=fake_openai.base_url, OPENAI_API_KEY="sk-x", RATE_LIMIT_GENERATION="1000/m"
+    )  # 80 calls in a minute: more than the generation routes' default rate
+    budget = 8 * PER_CALL
+    key = _key(alice, token_budget_tokens=budget, token_budget_period="day")
+    sdk = openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=60)
+
+    def call(_: int) -> tuple[str, int]:
+        try:
+            answer = sdk.chat.completions.create(model="fake-gpt", messages=MESSAGES, max_tokens=MAX_TOKENS)
+        except openai.RateLimitError as exc:
+            return (exc.body["code"] if isinstance(exc.body, dict) else "429"), 0
+        assert answer.usage is not None
+        return "ok", answer.usage.total_tokens
+
+    with ThreadPoolExecutor(24) as pool:
+        results = list(pool.map(call, range(80)))
+    outcomes = [outcome for outcome, _ in results]
+    assert set(outcomes) <= {"ok", "budget_exceeded"}, outcomes
+    answered = outcomes.count("ok")
+    per_call = {tokens for outcome, tokens in results if outcome == "ok"}
+    assert len(per_call) == 1 and per_call.pop() < PER_CALL  # the upstream's real usage, below the worst case
+    real = results[outcomes.index("ok")][1]
+    api_key = ApiKey.objects.get(user=alice)
+    used = _spent(api_key)
+    assert used == answered * real <= budget
+    assert answered >= budget // PER_CALL  # never fewer than the worst cases that fit
+    logged = RequestLog.objects.filter(api_key=api_key, status=200).aggregate(
+        p=Sum("prompt_tokens"), c=Sum("completion_tokens")
+    )
+    from inference.budgets import spend
+
+    assert logged["p"] + logged["c"] == used == spend(api_key)["used"]
+    with capsys.disabled():
+        print(
+            f"\nbudget {budget} tokens, worst case {PER_CALL}, real {real} a call: "
+            f"{answered} of 80 answered ({budget // PER_CALL} worst cases fit, {budget // real} real calls), "
+            f"{used} used, {outcomes.count('budget_exceeded')} refused"
+        )
 
 
 def test_tokens_per_minute_and_parallel_hold_under_concurrency(gunicorn_server, alice, fake_openai):

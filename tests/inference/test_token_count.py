@@ -100,3 +100,8 @@ def test_a_stream_of_a_model_with_no_known_tokenizer_is_charged_its_bound(client
     assert generation.usage_estimated
     assert generation.completion_tokens == len(b"Echo: hello world")
     assert generation.prompt_tokens > len(b"hello world")
+    # never more than max_tokens, which the upstream cannot exceed: 17 bytes, charged 3
+    response = client_for(alice).post("/v1/chat/completions", {**body, "max_tokens": 3}, format="json")
+    b"".join(response.streaming_content)
+    capped = Generation.objects.latest("id")
+    assert capped.usage_estimated and capped.completion_tokens == 3
