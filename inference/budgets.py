@@ -1,6 +1,7 @@
 """Per-key token budgets, tokens per minute and parallel generations: exact across workers and
 hosts, because every check and count is one Redis script (atomic: two workers can never both take
-the last tokens).
+the last tokens). In `make run`'s one process, with no Redis, inference.local_counters does the
+same checks and counts in memory.
 
 Before an upstream call the request reserves its worst case, a bound of the prompt's tokens plus its
 `max_tokens`, against the key's counters; after the call it settles to what the upstream says it
@@ -33,12 +34,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import caches
 from django.db.models import Sum
 from django_redis import get_redis_connection
 from redis.commands.core import Script
 
 from accounts.models import ApiKey
 from analytics.models import RequestLog
+from inference import local_counters
+from inference.local_counters import LocalCounters
 from project import metrics
 from project.cache import STORE_ERRORS
 from project.errors import AppError, InvalidInput, ServiceUnavailable
@@ -204,8 +208,37 @@ _RESERVE = Script(None, _RESERVE_LUA.encode())  # type: ignore[arg-type]  # each
 _SETTLE = Script(None, _SETTLE_LUA.encode())  # type: ignore[arg-type]
 
 
-def _redis() -> Any:
-    return get_redis_connection(settings.RATELIMIT_USE_CACHE)
+class _RedisCounters:
+    """The counters in the shared cache's Redis: the two scripts, and the plain reads and writes
+    budgets makes (inference.local_counters has the same methods for `make run`)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def reserve(self, keys: list[str], args: list[int | str]) -> list[int]:
+        return _RESERVE(keys=keys, args=args, client=self.client)
+
+    def settle(self, keys: list[str], args: list[int | str]) -> int:
+        return _SETTLE(keys=keys, args=args, client=self.client)
+
+    def get(self, key: str) -> Any:
+        return self.client.get(key)
+
+    def set(self, key: str, value: int, *, nx: bool = False, exat: int | None = None) -> Any:
+        return self.client.set(key, value, nx=nx, exat=exat)
+
+    def scan_iter(self, match: str, count: int = 100) -> Any:
+        return self.client.scan_iter(match=match, count=count)
+
+    def delete(self, key: str) -> Any:
+        return self.client.delete(key)
+
+
+def _counters() -> _RedisCounters | LocalCounters:
+    """Redis; or, with the local-memory cache of `make run` (one process), this process's memory."""
+    if caches[settings.RATELIMIT_USE_CACHE].__class__.__name__ != "RedisCache":
+        return local_counters.COUNTERS
+    return _RedisCounters(get_redis_connection(settings.RATELIMIT_USE_CACHE))
 
 
 def _unavailable() -> ServiceUnavailable:
@@ -238,11 +271,11 @@ def reserve(api_key: Any, *, prompt_tokens: int, max_tokens: int) -> Reservation
     lease_ms = settings.IDEMPOTENCY_UPSTREAM_LEASE_SECONDS * 1000
     args: list[int | str] = [worst, *limits, reservation.member, int(now.timestamp() * 1000), lease_ms]
     try:
-        client = _redis()
-        (outcome,) = _RESERVE(keys=keys, args=args, client=client)
+        counters = _counters()
+        (outcome,) = counters.reserve(keys, args)
         if outcome == -1 and budget_start is not None and budget_end is not None:
-            _seed(client, budget_key, api_key, budget_start, budget_end)
-            (outcome,) = _RESERVE(keys=keys, args=args, client=client)
+            _seed(counters, budget_key, api_key, budget_start, budget_end)
+            (outcome,) = counters.reserve(keys, args)
     except STORE_ERRORS as exc:
         logger.error("token budgets unavailable (%s): generation refused", exc.__class__.__name__)
         raise _unavailable() from None
@@ -271,14 +304,14 @@ def reserve(api_key: Any, *, prompt_tokens: int, max_tokens: int) -> Reservation
     raise error
 
 
-def _seed(client: Any, key: str, api_key: ApiKey, start: datetime, end: datetime) -> None:
+def _seed(counters: _RedisCounters | LocalCounters, key: str, api_key: ApiKey, start: datetime, end: datetime) -> None:
     """The budget's counter from what the request log says the key spent this period (SET NX:
     a worker that seeded it first wins)."""
     spent = RequestLog.objects.filter(
         api_key=api_key, endpoint__in=BUDGETED_ENDPOINTS, created_at__gte=start, created_at__lt=end
     ).aggregate(prompt=Sum("prompt_tokens"), completion=Sum("completion_tokens"))
     used = (spent["prompt"] or 0) + (spent["completion"] or 0)
-    client.set(key, used, nx=True, exat=int(end.timestamp()) + 86_400)
+    counters.set(key, used, nx=True, exat=int(end.timestamp()) + 86_400)
 
 
 def settle(reservation: Reservation | None, *, used: int) -> None:
@@ -288,7 +321,7 @@ def settle(reservation: Reservation | None, *, used: int) -> None:
     reservation.done = True
     args: list[int | str] = [used - reservation.tokens, reservation.member, *reservation.flags]
     try:
-        _SETTLE(keys=reservation.keys, args=args, client=_redis())
+        _counters().settle(reservation.keys, args)
     except STORE_ERRORS as exc:  # the reservation stands: errs towards refusing, never towards overspending
         logger.error("could not settle a token reservation (%s)", exc.__class__.__name__)
 
@@ -306,11 +339,11 @@ def spend(api_key: ApiKey, *, now: datetime | None = None) -> dict[str, Any] | N
     start, end = period_bounds(api_key.token_budget_period or "day", now)
     key = _budget_key(api_key, start)
     try:
-        client = _redis()
-        found = client.get(key)
+        counters = _counters()
+        found = counters.get(key)
         if found is None:
-            _seed(client, key, api_key, start, end)
-            found = client.get(key)
+            _seed(counters, key, api_key, start, end)
+            found = counters.get(key)
         used = int(found or 0)
     except STORE_ERRORS:
         raise ServiceUnavailable("Token budgets cannot be read right now; try again shortly.") from None
@@ -339,8 +372,8 @@ def forget_spend(api_key: ApiKey) -> None:
     """Drop the key's budget counters (its budget was removed or its period changed): the next
     reservation seeds them again from the request log, so no stale count outlives a change."""
     try:
-        client = _redis()
-        for key in client.scan_iter(match=f"mlserve:budget:{api_key.pk}:*", count=100):
-            client.delete(key)
+        counters = _counters()
+        for key in counters.scan_iter(match=f"mlserve:budget:{api_key.pk}:*", count=100):
+            counters.delete(key)
     except STORE_ERRORS as exc:
         logger.error("could not reset the budget counters of key %s (%s)", api_key.pk, exc.__class__.__name__)

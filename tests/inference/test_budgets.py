@@ -17,7 +17,9 @@ from django.db.models import Sum
 from accounts.models import ApiKey
 from accounts.services import api_key_create
 from analytics.models import RequestLog
+from inference import local_counters
 from inference.budgets import prompt_token_bound
+from inference.local_counters import LocalCounters
 from inference.models import Generation
 
 PROMPT = "one two three four five six seven eight nine ten eleven twelve"
@@ -52,8 +54,18 @@ def exact(fake_openai):
     return fake_openai
 
 
+@pytest.fixture(params=["redis", "local memory"])
+def store(request, settings, monkeypatch):
+    """Where the counters are: Redis, or the memory of `make run`'s one process (its local-memory
+    cache, where budgets use inference.local_counters)."""
+    if request.param == "local memory":
+        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+        monkeypatch.setattr(local_counters, "COUNTERS", LocalCounters())
+    return request.param
+
+
 @pytest.mark.django_db
-def test_a_budget_lets_through_the_calls_that_fit_then_429_with_retry_after(alice, client_for, exact, staff):
+def test_a_budget_lets_through_the_calls_that_fit_then_429_with_retry_after(alice, client_for, exact, staff, store):
     key = _key(alice, token_budget_tokens=3 * PER_CALL + PER_CALL // 2, token_budget_period="day")
     client = client_for(None)
     statuses = [_chat(client, key).status_code for _ in range(5)]
@@ -77,7 +89,7 @@ def test_a_budget_lets_through_the_calls_that_fit_then_429_with_retry_after(alic
 
 
 @pytest.mark.django_db
-def test_a_cached_answer_costs_nothing_and_a_failed_call_gives_its_tokens_back(alice, client_for, exact, staff):
+def test_a_cached_answer_costs_nothing_and_a_failed_call_gives_its_tokens_back(alice, client_for, exact, staff, store):
     key = _key(alice, token_budget_tokens=2 * PER_CALL, token_budget_period="month")
     client = client_for(None)
     assert _chat(client, key, temperature=0).status_code == 200
@@ -93,7 +105,7 @@ def test_a_cached_answer_costs_nothing_and_a_failed_call_gives_its_tokens_back(a
 
 
 @pytest.mark.django_db
-def test_tokens_per_minute_and_parallel_generations(alice, client_for, exact):
+def test_tokens_per_minute_and_parallel_generations(alice, client_for, exact, store):
     client = client_for(None)
     per_minute = _key(alice, tokens_per_minute=2 * PER_CALL)
     while time.time() % 60 > 50:  # the four calls in one minute
@@ -114,7 +126,7 @@ def test_tokens_per_minute_and_parallel_generations(alice, client_for, exact):
 
 
 @pytest.mark.django_db
-def test_a_stream_without_usage_is_estimated_and_counted(alice, client_for, fake_openai, staff):
+def test_a_stream_without_usage_is_estimated_and_counted(alice, client_for, fake_openai, staff, store):
     """An upstream that ignores include_usage: the stream is charged its estimate, and that stops
     a budget (one that had room for two calls before it, and has room for none after it)."""
     fake_openai.stream_usage = False
@@ -315,7 +327,7 @@ def test_with_redis_unreachable_a_limited_key_is_refused_not_let_through(alice, 
         raise redis.ConnectionError("down")
 
     key = _key(alice, token_budget_tokens=1000, token_budget_period="day")
-    monkeypatch.setattr(budgets, "_redis", unreachable)
+    monkeypatch.setattr(budgets, "_counters", unreachable)
     refused = _chat(client_for(None), key)
     assert refused.status_code == 503
     assert not exact.completion_calls()
@@ -340,7 +352,7 @@ def test_a_spend_that_cannot_be_read_leaves_the_key_shown(
         def unreachable():
             raise redis.ConnectionError("down")
 
-        monkeypatch.setattr(budgets, "_redis", unreachable)
+        monkeypatch.setattr(budgets, "_counters", unreachable)
     else:  # no counter yet, so the spend is counted again from the log, which fails
 
         def log_unreadable(*args, **kwargs):
@@ -356,7 +368,7 @@ def test_a_spend_that_cannot_be_read_leaves_the_key_shown(
 
 
 @pytest.mark.django_db
-def test_a_stream_closed_before_it_is_read_is_recorded_and_gives_back_its_slot(alice, client_for, exact, staff):
+def test_a_stream_closed_before_it_is_read_is_recorded_and_gives_back_its_slot(alice, client_for, exact, staff, store):
     key = _key(alice, max_parallel=1, token_budget_tokens=10 * PER_CALL, token_budget_period="day")
     client = client_for(None)
     first = _chat(client, key, stream=True)
@@ -381,7 +393,7 @@ def test_a_stream_closed_before_it_is_read_is_recorded_and_gives_back_its_slot(a
 
 
 @pytest.mark.django_db
-def test_removing_a_budget_and_setting_it_again_starts_from_the_log(alice, staff, client_for, exact):
+def test_removing_a_budget_and_setting_it_again_starts_from_the_log(alice, staff, client_for, exact, store):
     key = _key(alice, token_budget_tokens=10 * PER_CALL, token_budget_period="day")
     client = client_for(None)
     assert _chat(client, key).status_code == 200
@@ -398,3 +410,32 @@ def test_a_calls_worst_case_is_the_readmes_74_tokens():
     # README, "Budgets and cost": a 69-token prompt bound (62 bytes, 4 for the message, 3 for the
     # reply) and 5 completion tokens; the fake upstream charges the same bound, so pin it here
     assert prompt_token_bound({"messages": MESSAGES}) == 69 and PER_CALL == 74
+
+
+def test_the_local_counters_are_exact_across_threads():
+    """`make run` serves each request on a thread: 24 threads reserving 40 calls against a budget
+    with room for ten and a half take exactly ten, and settling and the parallel limit hold too."""
+    counters = LocalCounters()
+    keys = ["mlserve:budget:1:day:20261206", "mlserve:tpm:1:1", "mlserve:parallel:1"]
+    counters.set(keys[0], 0)
+    now_ms, lease_ms = int(time.time() * 1000), 600_000
+
+    def reserve(number: int) -> int:
+        budget = 10 * PER_CALL + PER_CALL // 2
+        (outcome,) = counters.reserve(keys, [PER_CALL, budget, -1, -1, str(number), now_ms, lease_ms])
+        return outcome
+
+    with ThreadPoolExecutor(24) as pool:
+        outcomes = list(pool.map(reserve, range(40)))
+    assert outcomes.count(0) == 10 and outcomes.count(1) == 30
+    assert counters.get(keys[0]) == 10 * PER_CALL
+    counters.settle(keys, [17 - PER_CALL, "0", 1, 0, 0])  # a call that used 17 of its 74
+    assert counters.get(keys[0]) == 9 * PER_CALL + 17
+
+    parallel = [PER_CALL, -1, -1, 2]
+    assert [counters.reserve(keys, [*parallel, name, now_ms, lease_ms])[0] for name in "abc"] == [0, 0, 3]
+    counters.settle(keys, [0, "a", 0, 0, 1])
+    assert counters.reserve(keys, [*parallel, "c", now_ms, lease_ms]) == [0]
+    # a call older than the lease (its worker never settled it) no longer holds a slot
+    assert counters.reserve(keys, [*parallel, "d", now_ms + lease_ms, lease_ms]) == [0]
+    assert list(counters.scan_iter(match="mlserve:budget:1:*")) == [keys[0]]
