@@ -85,6 +85,7 @@ class FakeOpenAI(ThreadingHTTPServer):
         self.sentiment_fault = ""  # see _sentiment_json
         self.sentiment_faults = 0
         self.in_flight = self.most_in_flight = 0  # requests being answered at once, and the most seen
+        self.streams_cut = 0  # streams the service closed before their end (a write found it gone)
         self.lock = threading.Lock()
         self.idle = threading.Condition(self.lock)  # notified when in_flight drops to 0
         self.release = threading.Event()  # what calls in "hold" mode wait for
@@ -103,7 +104,7 @@ class FakeOpenAI(ThreadingHTTPServer):
             self.mode, self.delay, self.chunk_delay = "ok", 0.0, 0.0
             self.usage_as_estimated, self.stream_usage = False, True
             self.sentiment_fault, self.sentiment_faults = "", 0
-            self.most_in_flight = 0
+            self.most_in_flight = self.streams_cut = 0
             self.calls.clear()
 
     @property
@@ -268,6 +269,13 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _stream(self, model: str, words: list[str], finish: str, usage: dict, include_usage: bool) -> None:
+        try:
+            self._send_stream(model, words, finish, usage, include_usage)
+        except (BrokenPipeError, ConnectionResetError):  # the service closed the stream: stop generating
+            with self.server.lock:
+                self.server.streams_cut += 1
+
+    def _send_stream(self, model: str, words: list[str], finish: str, usage: dict, include_usage: bool) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
