@@ -170,6 +170,41 @@ def test_staff_set_limits_through_the_api(alice, staff, client_for):
     assert client_for(alice).get(url).json()["max_parallel"] == 2
 
 
+@pytest.mark.django_db
+def test_staff_set_limits_in_the_admin(alice, client, client_for, django_user_model, exact):
+    root = django_user_model.objects.create_superuser("root", password="pw-for-tests-only")
+    client.force_login(root)
+    form = {"name": "from admin", "rate": "", "expires_at": "", "tokens_per_minute": ""}
+    budget = {"token_budget_tokens": 2 * PER_CALL, "token_budget_period": "day", "max_parallel": 2}
+    added = client.post("/admin/accounts/apikey/add/", {**form, **budget, "user": alice.pk}, follow=True)
+    (message,) = [str(m) for m in added.context["messages"] if "mlsk_" in str(m)]
+    key = message.split(" is ")[1].split(" ")[0]
+    api_key = ApiKey.objects.get(name="from admin")
+    limits = (api_key.token_budget_tokens, api_key.token_budget_period, api_key.tokens_per_minute, api_key.max_parallel)
+    assert limits == (2 * PER_CALL, "day", None, 2)
+    assert [_chat(client_for(None), key).status_code for _ in range(3)] == [200, 200, 429]
+
+    change = f"/admin/accounts/apikey/{api_key.pk}/change/"
+    for bad in (
+        {"token_budget_tokens": 0},  # as the API: at least 1
+        {"token_budget_period": ""},  # tokens without a period
+        {"token_budget_period": "week"},
+        {"max_parallel": 0},
+        {"tokens_per_minute": "-5"},
+    ):
+        refused = client.post(change, {**form, **budget, **bad})
+        assert refused.status_code == 200 and refused.context["adminform"].form.errors, bad
+    api_key.refresh_from_db()
+    assert (api_key.token_budget_tokens, api_key.max_parallel) == (2 * PER_CALL, 2)  # unchanged
+
+    # a bigger budget a month: counted again from the log (today's two calls are this month's too)
+    saved = client.post(change, {**form, **budget, "token_budget_tokens": 3 * PER_CALL, "token_budget_period": "month"})
+    assert saved.status_code == 302
+    assert [_chat(client_for(None), key).status_code for _ in range(2)] == [200, 429]
+    page = client.get("/admin/accounts/apikey/").content.decode()
+    assert f"0 of {3 * PER_CALL} this month" in page
+
+
 def test_the_budget_is_exact_across_four_workers_hit_concurrently(gunicorn_server, alice, staff, fake_openai):
     """4 workers, 24 concurrent callers, a budget with room for exactly 10 calls (and a half)."""
     fake_openai.usage_as_estimated = True
