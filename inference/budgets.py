@@ -34,7 +34,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import caches
 from django.db.models import Sum
 from django_redis import get_redis_connection
 from redis.commands.core import Script
@@ -44,7 +43,7 @@ from analytics.models import RequestLog
 from inference import local_counters
 from inference.local_counters import LocalCounters
 from project import metrics
-from project.cache import STORE_ERRORS
+from project.cache import STORE_ERRORS, is_redis, shared_cache
 from project.errors import AppError, InvalidInput, ServiceUnavailable
 from project.json import dumps
 
@@ -236,7 +235,7 @@ class _RedisCounters:
 
 def _counters() -> _RedisCounters | LocalCounters:
     """Redis; or, with the local-memory cache of `make run` (one process), this process's memory."""
-    if caches[settings.RATELIMIT_USE_CACHE].__class__.__name__ != "RedisCache":
+    if not is_redis(shared_cache()):
         return local_counters.COUNTERS
     return _RedisCounters(get_redis_connection(settings.RATELIMIT_USE_CACHE))
 

@@ -65,7 +65,7 @@ from inference.idempotency import stored_with_write
 from inference.models import OUTPUTS_HEAD, IdempotencyRecord, ModelVersion, Prediction
 from inference.serializers import ModelTargetSerializer, PredictionCreateSerializer
 from project import freshness, metrics
-from project.cache import STORE_ERRORS, shared_cache
+from project.cache import STORE_ERRORS, is_redis, shared_cache
 from project.context import RateUsage, context_of
 from project.db import release_connection
 from project.errors import DatabaseUnavailable, InvalidInput
@@ -116,7 +116,7 @@ def _count_and_read_stamps(*, who: str, rate: str) -> tuple[_Count | None, fresh
     cache = shared_cache()
     name = f"rl:{GROUP}:{rate}:{window}:{who}"
     try:
-        if cache.__class__.__name__ != "RedisCache":  # the local memory of `make run`: no Lua
+        if not is_redis(cache):  # the local memory of `make run`: no Lua
             cache.add(name, 0, timeout=period + _EXPIRATION_FUDGE)
             count, stamps = cache.incr(name), freshness.read_stamps()
         else:

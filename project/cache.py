@@ -16,3 +16,8 @@ STORE_ERRORS = (RedisError, ConnectionInterrupted, OSError)
 def shared_cache() -> Any:
     """The cache that rate limits and freshness stamps live in (RATELIMIT_USE_CACHE)."""
     return caches[settings.RATELIMIT_USE_CACHE]
+
+
+def is_redis(cache: Any) -> bool:
+    """Whether `cache` is Redis, where Lua scripts run; `make run`'s local memory is not."""
+    return cache.__class__.__name__ == "RedisCache"

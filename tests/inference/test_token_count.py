@@ -88,6 +88,11 @@ def test_a_stream_without_usage_is_counted_with_the_models_tokenizer(client_for,
     # 3 to prime the reply, 3 for the message, "user" and "hello world"
     assert generation.prompt_tokens == 3 + 3 + 1 + 2
     assert generation.completion_tokens == len(enc.encode("Echo: hello world")) == 4
+    # "Echo: hello" is 3 tokens, more than a max_tokens of 2 lets the upstream send
+    response = client_for(alice).post("/v1/chat/completions", {**body, "max_tokens": 2}, format="json")
+    b"".join(response.streaming_content)
+    capped = Generation.objects.latest("id")
+    assert len(enc.encode(capped.output)) == 3 and capped.completion_tokens == 2
 
 
 @pytest.mark.django_db
